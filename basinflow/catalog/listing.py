@@ -1,0 +1,120 @@
+"""Listing keys from storage: fsspec globs for the path part, HDF5 group names for the
+fragment, and a JSON index for HTTP servers that cannot list directories."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+
+from basinflow.catalog.keys import is_valid_key, natural_sorted
+from basinflow.catalog.template import Template, parse_component
+from basinflow.errors import NotFound, TemplateError
+from basinflow.storage import fs, hdf5
+
+INDEX_NAME = "basinflow-index.json"
+
+
+def list_keys(
+    template: Template, field: str, storage_options: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Distinct valid keys of ``field`` in natural order (other fields already filled)."""
+    found = _from_path(template, field, storage_options)
+    if found is None:
+        found = _from_fragment(template, field, storage_options)
+    return natural_sorted({k for k in found if is_valid_key(k)})
+
+
+def _from_path(template: Template, field: str, storage_options) -> set[str] | None:
+    spec = template.glob_for(field)
+    if spec is None:
+        return None
+    pattern, rx = spec
+    if template.scheme in ("http", "https"):
+        hits = _glob_index(template, pattern, storage_options)
+        if hits is None:
+            hits = _glob(pattern, storage_options)
+    else:
+        hits = _glob(pattern, storage_options)
+    out = set()
+    for hit in hits:
+        m = rx.search(hit.rstrip("/"))
+        if m:
+            out.add(m.group(field))
+    return out
+
+
+def _glob(pattern: str, storage_options) -> list[str]:
+    fsys, path = fs.url_to_fs(pattern, storage_options)
+    try:
+        return list(fsys.glob(path))
+    except FileNotFoundError:
+        return []
+    except Exception as exc:
+        raise fs.translate_errors(pattern, exc) from exc
+
+
+def _glob_index(template: Template, pattern: str, storage_options) -> list[str] | None:
+    """Match ``pattern`` against ``basinflow-index.json`` at the root or a parent of it."""
+    base = template.root.rstrip("/")
+    host_root = base.split("://", 1)[0] + "://" + base.split("://", 1)[1].split("/", 1)[0]
+    while True:
+        url = f"{base}/{INDEX_NAME}"
+        fsys, path = fs.url_to_fs(url, storage_options)
+        try:
+            blob = fsys.cat_file(path)
+        except FileNotFoundError:
+            blob = None
+        except Exception as exc:
+            raise fs.translate_errors(url, exc) from exc
+        if blob is not None:
+            try:
+                files = json.loads(blob)["files"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise NotFound(
+                    f"{url}: malformed listing index ({exc}); regenerate it "
+                    "with 'basinflow samples --index-only DIR'"
+                ) from None
+            names = set()
+            for rel in files:
+                parts = rel.split("/")
+                for i in range(1, len(parts) + 1):  # directories are implied by files
+                    names.add(f"{base}/{'/'.join(parts[:i])}")
+            return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if base == host_root:
+            return None
+        base = base.rsplit("/", 1)[0]
+
+
+def _from_fragment(template: Template, field: str, storage_options) -> set[str]:
+    spec = template.fragment_parts_for(field)
+    if spec is None:
+        raise TemplateError(f"template {template.text!r} has no {{{field}}} field")
+    if not Template(template.path, template.fields, ()).is_concrete:
+        raise TemplateError(
+            f"template {template.text!r}: {{{field}}} is inside the HDF5 file but the file path "
+            "still has unfilled fields; put outer keys before inner ones"
+        )
+    comps, last = spec
+    handle = hdf5.open_h5(template.path, storage_options)
+    try:
+        groups: list[tuple[h5py.Group, dict]] = [(handle.file, {})]
+        for comp in comps[: last + 1]:
+            nxt = []
+            for g, got in groups:
+                if "{" not in comp:
+                    child = g.get(comp)
+                    if isinstance(child, h5py.Group):
+                        nxt.append((child, got))
+                    continue
+                names = [n for n, o in g.items() if isinstance(o, h5py.Group)]
+                for name in names:
+                    for fields in parse_component(comp, [name]):
+                        nxt.append((g[name], {**got, **fields}))
+            groups = nxt
+        return {got[field] for _, got in groups if field in got}
+    finally:
+        handle.close()

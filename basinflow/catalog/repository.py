@@ -1,0 +1,357 @@
+"""Repository -> Proposal -> Scan: finding scans and reading them lazily.
+
+Listing and summaries are computed on first use and cached on the object; ``refresh()``
+drops the cache (for a watcher that wants to see new scans). Nothing here opens every
+file up front.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from basinflow.catalog.keys import handle_map, natural_sorted, validate_key
+from basinflow.catalog.listing import list_keys
+from basinflow.catalog.template import Template
+from basinflow.errors import ProposalNotFound, ScanNotFound
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from basinflow.config import RepositoryConfig
+    from basinflow.spice import ProposalSpice
+
+
+class _Keyed:
+    """Mapping-like access by key or handle, attribute access by handle, tab completion."""
+
+    _prefix = "r"
+    _not_found: type[Exception] = KeyError
+    _what = "item"
+
+    def keys(self) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _make(self, key: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @cached_property
+    def _handles(self) -> dict[str, str]:
+        return handle_map(self.keys(), self._prefix)
+
+    @cached_property
+    def _children(self) -> dict[str, Any]:
+        return {}
+
+    def __getitem__(self, key: str) -> Any:
+        validate_key(key, self._what)
+        keys = self.keys()
+        if key not in keys:
+            key = self._handles.get(key, key)
+        if key not in keys:
+            near = [k for k in keys if key.lower() in k.lower()][:5]
+            hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(keys)} known)"
+            raise self._not_found(f"no {self._what} {key!r} in {self}{hint}")
+        if key not in self._children:
+            self._children[key] = self._make(key)
+        return self._children[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        handles = self._handles
+        if name in handles:
+            return self[handles[name]]
+        raise AttributeError(f"{type(self).__name__} has no attribute or {self._what} {name!r}")
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._handles))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def _drop_cache(self) -> None:
+        for name in ("_handles", "_children", "_keys"):
+            self.__dict__.pop(name, None)
+
+
+class Repository(_Keyed):
+    """Where raw data lives, addressed by a URL template.
+
+    Parameters
+    ----------
+    raw
+        URL template with ``{proposal}`` and ``{scan}``, e.g.
+        ``"s3://raw/{proposal}/{scan}.h5#entry"`` or ``"file:///data/{proposal}.h5#{scan}"``.
+    spice
+        Spice store template with ``{proposal}`` (``"file:///spice/{proposal}"``), or ``None``.
+    storage_options
+        fsspec options for the repository's own host (endpoint, caching). Credentials are
+        better left to the environment; these options are never written into outputs.
+    layout, layout_options
+        ``"auto"``, ``"nexus"``, ``"groups"``, ``"tiff"`` or a registered plugin, and its options.
+    output
+        Referrer URL template (``{proposal}``, ``{scan}``, ``{recipe}``, ...), used by ``bf.cook``.
+    """
+
+    _prefix = "p"
+    _not_found = ProposalNotFound
+    _what = "proposal"
+
+    def __init__(
+        self,
+        raw: str,
+        *,
+        spice: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        layout: str = "auto",
+        layout_options: Mapping[str, Any] | None = None,
+        output: str | None = None,
+        name: str | None = None,
+        trusted: tuple[str, ...] | list[str] = (),
+        trusted_hosts: tuple[str, ...] | list[str] = (),
+        chunk_mb: float = 32.0,
+    ):
+        self.template = Template(raw)
+        self.spice_template = Template(spice, ("proposal",), ()) if spice else None
+        self.storage_options = dict(storage_options or {})
+        self.layout = layout
+        self.layout_options = dict(layout_options or {})
+        self.output = output
+        self.name = name or self.template.root.rstrip("/").rsplit("/", 1)[-1] or "repository"
+        self.trusted = tuple(trusted)
+        self.trusted_hosts = tuple(trusted_hosts)
+        self.chunk_bytes = int(chunk_mb * 2**20)
+
+    @classmethod
+    def from_config(cls, config: Any, name: str) -> Repository:
+        """From a config file path (or a loaded :class:`~basinflow.config.Config`)."""
+        from basinflow.config import Config, load_config
+
+        cfg = config if isinstance(config, Config) else load_config(config)
+        return cls.from_settings(cfg.repository(name), name)
+
+    @classmethod
+    def from_settings(cls, rc: RepositoryConfig, name: str) -> Repository:
+        return cls(
+            rc.raw,
+            spice=rc.spice,
+            storage_options=rc.storage_options,
+            layout=rc.layout,
+            layout_options=rc.layout_options,
+            output=rc.output,
+            name=name,
+            trusted=rc.trusted,
+            trusted_hosts=rc.trusted_hosts,
+            chunk_mb=rc.chunk_mb,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.template.text
+
+    @property
+    def trusted_roots(self) -> tuple[str, ...]:
+        """Roots that basins of this repository's referrers may resolve under."""
+        roots = [self.template.root]
+        if self.output:
+            roots.append(Template(self.output, _output_fields(), ()).root)
+        return (*roots, *self.trusted)
+
+    def keys(self) -> list[str]:
+        if "_keys" not in self.__dict__:
+            self.__dict__["_keys"] = list_keys(self.template, "proposal", self.storage_options)
+        return self.__dict__["_keys"]
+
+    proposals = keys
+
+    def _make(self, key: str) -> Proposal:
+        return Proposal(self, key)
+
+    def refresh(self) -> Repository:
+        self._drop_cache()
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Repository {self.name!r} {self.url}>"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(h)}</code></td></tr>"
+            for h, k in sorted(self._handles.items(), key=lambda x: x[1])
+        )
+        return (
+            f"<b>Repository</b> {html.escape(self.name)} <code>{html.escape(self.url)}</code>"
+            f"<table><tr><th>proposal</th><th>handle</th></tr>{rows}</table>"
+        )
+
+
+def _output_fields() -> tuple[str, ...]:
+    from basinflow.config import OUTPUT_FIELDS
+
+    return OUTPUT_FIELDS
+
+
+class Proposal(_Keyed):
+    """One experiment campaign: its scans and its spice."""
+
+    _prefix = "r"
+    _not_found = ScanNotFound
+    _what = "scan"
+
+    def __init__(self, repository: Repository, key: str):
+        self.repository = repository
+        self.key = validate_key(key, "proposal")
+        self.template = repository.template.partial(proposal=key)
+
+    def keys(self) -> list[str]:
+        if "_keys" not in self.__dict__:
+            self.__dict__["_keys"] = list_keys(
+                self.template, "scan", self.repository.storage_options
+            )
+        return self.__dict__["_keys"]
+
+    scans = keys
+
+    def _make(self, key: str) -> Scan:
+        return Scan(self, key)
+
+    @cached_property
+    def spice(self) -> ProposalSpice:
+        """The proposal's spice (a memory store when the repository names none)."""
+        from basinflow.spice import FsspecSpiceStore, MemorySpiceStore, ProposalSpice
+
+        t = self.repository.spice_template
+        if t is None:
+            store = MemorySpiceStore()
+        else:
+            store = FsspecSpiceStore(t.fill(proposal=self.key), self.repository.storage_options)
+        return ProposalSpice(store, scans=self.keys)
+
+    def stacks(self):
+        return self.spice.stacks()
+
+    def refresh(self) -> Proposal:
+        self._drop_cache()
+        spice = self.__dict__.get("spice")
+        if spice is not None:
+            spice.refresh()
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Proposal {self.key!r} of {self.repository.name!r}>"
+
+    def _repr_html_(self) -> str:
+        head = "<tr><th>scan</th><th>type</th><th>frames</th><th>axes</th><th>detector</th></tr>"
+        rows = []
+        for k in self.keys():
+            s = self[k].summary
+            axes = ", ".join(f"{a} {lo:g}..{hi:g}" for a, (lo, hi) in s["axes"].items())
+            rows.append(
+                f"<tr><td>{html.escape(k)}</td><td>{html.escape(s['type'])}</td>"
+                f"<td>{s['frames']}</td><td>{html.escape(axes)}</td>"
+                f"<td>{s['detector']} {s['dtype']}</td></tr>"
+            )
+        return f"<b>Proposal</b> {html.escape(self.key)}<table>{head}{''.join(rows)}</table>"
+
+
+class Scan:
+    """One measurement. ``summary`` reads metadata only; ``raw`` is lazy."""
+
+    def __init__(self, proposal: Proposal, key: str):
+        self.proposal = proposal
+        self.key = validate_key(key, "scan")
+        self.url = proposal.template.fill(scan=key)
+        t = Template(self.url, (), ())
+        self.path_url, self.fragment = t.path, t.fragment
+
+    @property
+    def repository(self) -> Repository:
+        return self.proposal.repository
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        return self.repository.storage_options
+
+    @cached_property
+    def _content(self):
+        from basinflow.storage import layouts
+
+        repo = self.repository
+        name = repo.layout
+        if name == "auto":
+            name = layouts.detect(self.path_url, self.fragment, self.storage_options)
+        layout = layouts.layout_class(name)(**repo.layout_options)
+        return layout.read(self.path_url, self.fragment, self.storage_options).validate()
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """Type, frame count, scanned axes with ranges, detector shape and dtype."""
+        from basinflow.storage.layouts import summarize
+
+        return summarize(self._content)
+
+    @cached_property
+    def pin(self) -> dict[str, Any]:
+        """What the scan's file is now (size, mtime/ETag, content id)."""
+        from basinflow.storage import fs
+
+        return fs.pin(self._content.pin_url or self.path_url, self.storage_options)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "proposal": self.proposal.key,
+            "scan": self.key,
+            "repository": self.repository.name,
+            "pin": self.pin,
+        }
+
+    @property
+    def raw(self) -> xr.Dataset:
+        """The scan as a lazy ``xarray.Dataset`` (new graph each call, cheap)."""
+        from dataclasses import replace
+
+        from basinflow.storage.layouts import to_dataset
+
+        content = self._content
+        frames = content.frames
+        if hasattr(frames, "with_index"):
+            frames = self.__dict__.setdefault("_indexed", frames.with_index())
+        return to_dataset(
+            replace(content, frames=frames), self.identity, chunk_bytes=self.repository.chunk_bytes
+        )
+
+    def cook(self, recipe: str, **overrides: Any) -> xr.Dataset:
+        """Lazy cooked Dataset of ``recipe`` with this scan's spice view (+ overrides)."""
+        from basinflow.recipes.registry import get_recipe
+
+        return get_recipe(recipe).cook(self.raw, self.proposal.spice.view(self.key), **overrides)
+
+    def refresh(self) -> Scan:
+        for name in ("_content", "summary", "pin", "_indexed"):
+            self.__dict__.pop(name, None)
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Scan {self.proposal.key}/{self.key} {self.url}>"
+
+    def _repr_html_(self) -> str:
+        s = self.summary
+        items = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in s.items()
+        )
+        return f"<b>Scan</b> {html.escape(self.url)}<table>{items}</table>"
+
+
+__all__ = ["Proposal", "Repository", "Scan", "natural_sorted"]

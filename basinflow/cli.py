@@ -1,0 +1,139 @@
+"""``basinflow`` command line: thin wrappers over the Python API.
+
+Bad input is one line on stderr (``error: ...``) and exit code 1, never a traceback;
+unexpected failures keep their traceback because they are bugs to report.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from basinflow.errors import Error
+
+app = typer.Typer(
+    help=__doc__.split("\n\n")[0],
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="basinflow YAML config")]
+
+
+def _repository(name_or_template: str, config: Path | None):
+    """A repository from the config by name, or from a template given directly."""
+    import basinflow as bf
+
+    if config is not None and "{" not in name_or_template:
+        return bf.Repository.from_config(config, name_or_template)
+    return bf.Repository(_as_url(name_or_template))
+
+
+def _as_url(text: str) -> str:
+    if "://" in text:
+        return text
+    path, hash_, frag = text.partition("#")
+    return (
+        "file://"
+        + str(Path(path).absolute())
+        + (text[-1:] if text.endswith("/") else "")
+        + hash_
+        + frag
+    )
+
+
+@app.command()
+def samples(
+    directory: Annotated[Path, typer.Argument(help="where to write the sample repository")],
+    seed: int = 0,
+    ntheta: Annotated[int, typer.Option(help="theta steps per scan")] = 11,
+    scans: Annotated[int, typer.Option(help="scans per proposal (0 = default set)")] = 0,
+    proposals: Annotated[int, typer.Option(help="proposals (with --scans)")] = 1,
+    layouts: Annotated[
+        str, typer.Option(help="comma-separated: nexus,groups,drepo,tiff")
+    ] = "nexus,groups,drepo,tiff",
+) -> None:
+    """Write realistic sample scans with known ground truth (truth.json)."""
+    from basinflow import samples as smp
+
+    kw = {"seed": seed, "ntheta": ntheta, "layouts": tuple(layouts.split(","))}
+    if scans:
+        kw["proposals"] = {
+            f"p{p + 1:02d}": tuple(f"{s + 1:04d}" for s in range(scans)) for p in range(proposals)
+        }
+    spec = smp.SampleSpec(**kw)
+    info = smp.generate(directory, spec)
+    out.print(
+        f"wrote {sum(len(s) for s in info['proposals'].values())} scans x "
+        f"{info['nframes']} frames to {directory}"
+    )
+    for name, t in info["templates"].items():
+        out.print(f"  {name:7s} {_as_url(str(directory))}/{t}")
+
+
+@app.command()
+def ls(
+    repository: Annotated[str, typer.Argument(help="repository name (with --config) or template")],
+    proposal: Annotated[str | None, typer.Argument(help="list this proposal's scans")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List proposals, or a proposal's scans with summary columns."""
+    repo = _repository(repository, config)
+    if proposal is None:
+        out.print(f"[bold]{repo.name}[/bold] {repo.url}", highlight=False)
+        t = Table("proposal", "handle")
+        for h, k in sorted(repo._handles.items(), key=lambda kv: repo.keys().index(kv[1])):
+            t.add_row(k, h)
+        out.print(t)
+        return
+    prop = repo[proposal]
+    t = Table("scan", "type", "frames", "axes", "detector", title=f"{repo.name} / {prop.key}")
+    for key in prop.scans():
+        s = prop[key].summary
+        axes = ", ".join(f"{a} {lo:.4g}..{hi:.4g}" for a, (lo, hi) in s["axes"].items())
+        t.add_row(
+            key,
+            s["type"],
+            str(s["frames"]),
+            axes,
+            f"{s['detector'][0]}x{s['detector'][1]} {s['dtype']}",
+        )
+    out.print(t)
+
+
+@app.command()
+def demo(directory: Annotated[Path, typer.Argument()] = Path("demo-data")) -> None:
+    """The whole job on an embedded default: sample data, spice, cook, referrers."""
+    from basinflow.demo import run_demo
+
+    run_demo(directory, out)
+
+
+def _register_subapps() -> None:
+    try:
+        from basinflow.cli_spice import app as spice_app
+    except ImportError:  # pragma: no cover - spice CLI not installed
+        return
+    app.add_typer(spice_app, name="spice", help="Seed, update and view spice.")
+
+
+_register_subapps()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="basinflow", standalone_mode=True)
+    except Error as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

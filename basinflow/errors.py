@@ -1,0 +1,152 @@
+"""Every error a user can cause, in one place.
+
+Each error inherits :class:`Error` *and* the built-in exception it most resembles, so
+``except FileNotFoundError`` in user code keeps working while ``except basinflow.Error``
+catches everything that is the user's to fix. Messages name the thing (URL, key, field)
+and say what to do; the CLI prints ``str(error)`` as its one line.
+"""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base class of every error caused by input, configuration or data."""
+
+
+# --- configuration, templates, keys ------------------------------------------------------
+class ConfigError(Error, ValueError):
+    """A configuration file or value is malformed."""
+
+
+class TemplateError(Error, ValueError):
+    """A repository URL template cannot be used (no ``{scan}``, unknown field, ...)."""
+
+
+class UnknownSchemeError(Error, ValueError):
+    """A URL uses a protocol basinflow does not read from."""
+
+
+class InvalidKeyError(Error, ValueError):
+    """A proposal/scan key or a spice handle contains characters that could escape a root."""
+
+
+class HandleCollisionError(Error, ValueError):
+    """Two keys map to one Python handle; attribute access would be ambiguous."""
+
+
+# --- finding things ------------------------------------------------------------------------
+class NotFound(Error, KeyError):
+    """A proposal, scan, recipe, spice handle or document does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
+        return str(self.args[0]) if self.args else ""
+
+
+class ProposalNotFound(NotFound):
+    """No proposal with this key in the repository."""
+
+
+class ScanNotFound(NotFound):
+    """No scan with this key in the proposal."""
+
+
+class UnreachableError(Error, ConnectionError):
+    """A host did not answer (after retries)."""
+
+
+class StorageError(Error, OSError):
+    """Reading from or writing to storage failed in a way the user can act on."""
+
+
+# --- raw data --------------------------------------------------------------------------------
+class LayoutError(Error, ValueError):
+    """A scan's files do not match its layout (missing frames, wrong shapes, zero frames)."""
+
+
+class NotHDF5Error(LayoutError):
+    """A file that should be HDF5 is not (or is truncated)."""
+
+
+class ManifestError(LayoutError):
+    """A TIFF-stack manifest is malformed."""
+
+
+# --- spice -------------------------------------------------------------------------------------
+class SpiceError(Error, ValueError):
+    """A spice document or request is invalid."""
+
+
+class SpiceValidationError(SpiceError):
+    """Spice data does not match the schema of its type."""
+
+
+class SpiceConflict(SpiceError):
+    """Two documents share the top revision at one anchor; an explicit update resolves it."""
+
+
+class SpiceNotFound(NotFound):
+    """A spice handle or uuid does not exist in the store."""
+
+
+# --- recipes -----------------------------------------------------------------------------------
+class RecipeError(Error, ValueError):
+    """A recipe cannot cook this input with this spice."""
+
+
+class UnknownRecipeError(NotFound):
+    """No recipe registered under this name."""
+
+
+# --- referrers and basins ----------------------------------------------------------------------
+class ReferrerError(Error, ValueError):
+    """A referrer file is malformed or truncated."""
+
+
+class BasinError(ReferrerError):
+    """Base of the basin-resolution errors."""
+
+
+class StaleBasinError(BasinError):
+    """A basin no longer matches the pin recorded when the referrer was written."""
+
+
+class BasinUnavailableError(BasinError, FileNotFoundError):
+    """No location of a basin could be reached."""
+
+
+class UntrustedBasinError(BasinError, PermissionError):
+    """A basin points outside the trusted roots or to an unconfigured host."""
+
+
+class BasinCycleError(BasinError):
+    """Basins refer to each other in a cycle."""
+
+
+class OutputError(Error, OSError):
+    """An output cannot be written (collision, not writable, misaligned chunks)."""
+
+
+class ChunkAlignmentError(OutputError, ValueError):
+    """Dask chunks are not whole multiples of the storage chunks of an output variable."""
+
+
+# --- orchestration -----------------------------------------------------------------------------
+class FlowError(Error, RuntimeError):
+    """A flow finished with failed scans."""
+
+
+# --- warnings ----------------------------------------------------------------------------------
+class BasinflowWarning(UserWarning):
+    """Base of basinflow's warnings."""
+
+
+class StaleBasinWarning(BasinflowWarning):
+    """A stale basin was read because the caller opted out of the pin check."""
+
+
+class MissingBasinWarning(BasinflowWarning):
+    """A missing basin was skipped because the caller asked for warnings."""
+
+
+class UntypedSpiceWarning(BasinflowWarning):
+    """Spice of a type nobody registered was stored without validation."""

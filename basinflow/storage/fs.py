@@ -1,0 +1,268 @@
+"""fsspec access: URLs to file systems, per-host storage options, pins.
+
+Why a module of our own around ``fsspec.core.url_to_fs``: credentials in
+``storage_options`` belong to one host. :class:`HostOptions` hands them out only for
+URLs on that host (an S3 endpoint, an HTTP netloc), so a URL that came from data, such as
+a basin in a foreign referrer, can never carry a repository's keys elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import fsspec
+from fsspec.core import url_to_fs as _url_to_fs
+
+from basinflow.errors import NotFound, StorageError, UnknownSchemeError, UnreachableError
+
+SCHEMES = ("file", "memory", "http", "https", "s3")
+# Bytes hashed from each end of a file for its content id: enough to tell HDF5 files
+# apart (superblock, root metadata, tail of the last chunk) while staying one request.
+CONTENT_SAMPLE = 64 * 1024
+
+
+def scheme_of(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
+
+
+def host_of(url: str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """Identity of the server a URL talks to, used to scope credentials.
+
+    ``s3://`` URLs talk to the endpoint in ``client_kwargs.endpoint_url`` (AWS when
+    absent); ``http(s)://`` to their netloc; local schemes to ``""``.
+    """
+    scheme = scheme_of(url)
+    if scheme in ("http", "https"):
+        return f"{scheme}://{urlsplit(url).netloc}"
+    if scheme == "s3":
+        endpoint = (storage_options or {}).get("client_kwargs", {}).get("endpoint_url") or (
+            storage_options or {}
+        ).get("endpoint_url")
+        return f"s3+{endpoint or 'aws'}"
+    return ""
+
+
+def check_scheme(url: str) -> str:
+    scheme = scheme_of(url)
+    if scheme not in SCHEMES:
+        raise UnknownSchemeError(
+            f"{url!r}: unsupported scheme {scheme!r}; supported: {', '.join(SCHEMES)}"
+        )
+    return scheme
+
+
+def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None):
+    """``(filesystem, path)`` for a URL; fsspec caches the filesystem instances."""
+    check_scheme(url)
+    opts = dict(storage_options or {})
+    if scheme_of(url) in ("http", "https"):
+        # aiohttp's ClientSession raises on >=400 only when asked; fsspec handles it.
+        opts.setdefault("skip_instance_cache", False)
+    try:
+        return _url_to_fs(url, **opts)
+    except ImportError as exc:  # e.g. s3fs missing in a trimmed environment
+        raise StorageError(f"{url!r}: cannot open: {exc}; install the package named") from exc
+
+
+def local_path(url: str) -> str | None:
+    """Plain path for ``file://`` URLs (h5py opens those fastest natively)."""
+    if scheme_of(url) == "file":
+        return url[len("file://") :] if url.startswith("file://") else url
+    return None
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """storage_options keyed by host; what a URL may be opened with.
+
+    ``default`` applies to the host of ``home`` (the repository's own host) only.
+    """
+
+    home: str = ""
+    default: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def for_url(self, url: str) -> dict[str, Any]:
+        if scheme_of(url) in ("file", "memory"):
+            return {}
+        if scheme_of(url) != scheme_of(self.home):
+            return dict(self.extra.get(host_of(url), {}))
+        if scheme_of(url) == "s3":
+            # an s3:// URL names no server: it goes to the endpoint in these very options,
+            # so the repository's options are the only ones that can apply to it
+            return dict(self.default)
+        host = host_of(url)
+        if host == host_of(self.home, self.default):
+            return dict(self.default)
+        return dict(self.extra.get(host, {}))
+
+
+def translate_errors(url: str, exc: BaseException) -> Exception:
+    """Map storage exceptions to our errors with the URL named."""
+    if isinstance(exc, FileNotFoundError):
+        return NotFound(f"{url!r} does not exist; check the path, the bucket and the key")
+    if isinstance(exc, PermissionError):
+        return StorageError(f"{url!r}: permission denied; check credentials for this host")
+    text = f"{type(exc).__name__}: {exc}"
+    if any(
+        s in text
+        for s in (
+            "Cannot connect",
+            "ClientConnectorError",
+            "Connection refused",
+            "EndpointConnectionError",
+            "Name or service not known",
+        )
+    ):
+        return UnreachableError(f"{url!r}: host unreachable ({exc}); check the URL and network")
+    return StorageError(f"{url!r}: {text}")
+
+
+def info(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    fs, path = url_to_fs(url, storage_options)
+    try:
+        return fs.info(path)
+    except Exception as exc:
+        raise translate_errors(url, exc) from exc
+
+
+def pin(
+    url: str, storage_options: Mapping[str, Any] | None = None, *, content: bool = True
+) -> dict[str, Any]:
+    """What a file is now: ``{size, mtime | etag, content_id}``.
+
+    ``content_id`` hashes the size and 64 KiB from each end. It lets a copied or moved
+    file (new mtime, same bytes) still match, and costs one or two range requests.
+    """
+    meta = info(url, storage_options)
+    out: dict[str, Any] = {"size": int(meta.get("size") or 0)}
+    etag = meta.get("ETag") or meta.get("etag")
+    if etag:
+        out["etag"] = str(etag).strip('"')
+    mtime = meta.get("mtime") or meta.get("LastModified") or meta.get("created")
+    if mtime is not None:
+        out["mtime"] = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)
+    if content:
+        out["content_id"] = content_id(url, storage_options, out["size"])
+    return out
+
+
+def content_id(
+    url: str, storage_options: Mapping[str, Any] | None = None, size: int | None = None
+) -> str:
+    fs, path = url_to_fs(url, storage_options)
+    try:
+        if size is None:
+            size = int(fs.info(path)["size"])
+        h = hashlib.blake2b(str(size).encode(), digest_size=16)
+        if size <= 2 * CONTENT_SAMPLE:
+            h.update(fs.cat_file(path))
+        else:
+            h.update(fs.cat_file(path, start=0, end=CONTENT_SAMPLE))
+            h.update(fs.cat_file(path, start=size - CONTENT_SAMPLE, end=size))
+    except Exception as exc:
+        raise translate_errors(url, exc) from exc
+    return "b2:" + h.hexdigest()
+
+
+def pin_matches(
+    recorded: Mapping[str, Any], url: str, storage_options: Mapping[str, Any] | None = None
+) -> bool:
+    """Whether ``url`` still is what ``recorded`` pinned, as cheaply as possible.
+
+    Size must agree; then an unchanged ETag or mtime is enough; otherwise (a copy or a
+    move that touched mtime) the content id decides.
+    """
+    now = pin(url, storage_options, content=False)
+    if now["size"] != recorded.get("size"):
+        return False
+    for k in ("etag", "mtime"):
+        if k in recorded and k in now and recorded[k] == now[k]:
+            return True
+    if "content_id" not in recorded:
+        return False
+    return content_id(url, storage_options, now["size"]) == recorded["content_id"]
+
+
+def open_input(
+    url: str, storage_options: Mapping[str, Any] | None = None, *, block_size: int = 64 * 1024
+):
+    """Open a file for random-access reads by libhdf5 or tifffile.
+
+    Remote files use a small block cache: HDF5 reads metadata in small scattered
+    pieces, and fsspec's default 5 MB read-ahead would transfer most of a frame file to
+    read a few KiB of metadata (see NOTES.md).
+    """
+    path = local_path(url)
+    if path is not None:
+        try:
+            return open(path, "rb")
+        except OSError as exc:
+            raise translate_errors(url, exc) from exc
+    fs, p = url_to_fs(url, storage_options)
+    try:
+        return fs.open(p, "rb", cache_type="blockcache", block_size=block_size)
+    except Exception as exc:
+        raise translate_errors(url, exc) from exc
+
+
+def cat_ranges(
+    url: str, ranges: list[tuple[int, int]], storage_options: Mapping[str, Any] | None = None
+) -> list[bytes]:
+    """Read byte ranges ``[(start, stop), ...]``; concurrent on async file systems."""
+    path = local_path(url)
+    try:
+        if path is not None:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return [os.pread(fd, stop - start, start) for start, stop in ranges]
+            finally:
+                os.close(fd)
+        fs, p = url_to_fs(url, storage_options)
+        starts, stops = zip(*ranges, strict=True) if ranges else ((), ())
+        out = fs.cat_ranges([p] * len(ranges), list(starts), list(stops))
+    except Exception as exc:
+        raise translate_errors(url, exc) from exc
+    for r in out:
+        if isinstance(r, Exception):
+            raise translate_errors(url, r) from r
+    return out
+
+
+def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    fs, path = url_to_fs(url, storage_options)
+    try:
+        return bool(fs.exists(path))
+    except Exception as exc:
+        raise translate_errors(url, exc) from exc
+
+
+def join(base: str, *parts: str) -> str:
+    out = base.rstrip("/")
+    for p in parts:
+        out += "/" + p.strip("/")
+    return out
+
+
+__all__ = [
+    "HostOptions",
+    "cat_ranges",
+    "check_scheme",
+    "content_id",
+    "exists",
+    "fsspec",
+    "host_of",
+    "info",
+    "join",
+    "local_path",
+    "open_input",
+    "pin",
+    "pin_matches",
+    "scheme_of",
+    "url_to_fs",
+]

@@ -1,0 +1,247 @@
+"""Lazy HDF5 reading that survives pickling onto Dask workers.
+
+Two paths, one interface (``shape``, ``dtype``, ``__getitem__`` with basic slices):
+
+* **direct chunk reads** — for frames chunked along the first axis (one or more whole
+  frames per chunk) with no filter or gzip/shuffle, the byte ranges of every chunk are
+  read once from the HDF5 chunk index; a Dask task then fetches exactly its chunks'
+  bytes (``cat_ranges``: concurrent requests on S3/HTTP, ``pread`` locally) and inflates
+  them in NumPy/zlib. No libhdf5 call, no global HDF5 lock, no metadata round trips on
+  the remote path; bytes fetched = compressed chunk bytes.
+* **h5py** — everything else, through xarray's :class:`~xarray.backends.CachingFileManager`
+  so each worker reopens files itself and keeps a small LRU of open handles.
+
+Graphs carry only URLs, options and the chunk index — never an open handle.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+from xarray.backends import CachingFileManager
+
+from basinflow.errors import LayoutError, NotFound, NotHDF5Error
+from basinflow.storage import fs
+
+_H5_LOCK = threading.Lock()  # libhdf5 is not thread-safe; h5py serialises, we make it explicit
+
+
+class _H5Handle:
+    """An h5py.File plus the file object under it, closed together."""
+
+    def __init__(self, url: str, options_json: str):
+        self.url = url
+        self._fileobj = None
+        path = fs.local_path(url)
+        try:
+            if path is not None:
+                self.file = h5py.File(path, "r")
+            else:
+                self._fileobj = fs.open_input(url, json.loads(options_json))
+                self.file = h5py.File(self._fileobj, "r")
+        except (OSError, ValueError) as exc:
+            if self._fileobj is not None:
+                self._fileobj.close()
+            if isinstance(exc, FileNotFoundError) or "No such file" in str(exc):
+                raise NotFound(f"{url!r} does not exist; check the path") from exc
+            raise NotHDF5Error(
+                f"{url!r} is not a readable HDF5 file (truncated or another format): {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            if self._fileobj is not None:
+                self._fileobj.close()
+
+
+def _options_json(storage_options: Mapping[str, Any] | None) -> str:
+    return json.dumps(storage_options or {}, sort_keys=True, default=str)
+
+
+def manager(url: str, storage_options: Mapping[str, Any] | None = None) -> CachingFileManager:
+    """A picklable, per-process cached opener for ``url``."""
+    return CachingFileManager(_H5Handle, url, _options_json(storage_options), mode="r")
+
+
+def open_h5(url: str, storage_options: Mapping[str, Any] | None = None) -> _H5Handle:
+    """Open ``url`` for metadata reads now (caller closes ``.close()``)."""
+    return _H5Handle(url, _options_json(storage_options))
+
+
+def get_object(handle: _H5Handle, path: str, what: str = "group"):
+    path = path.strip("/") or "/"
+    try:
+        return handle.file[path]
+    except KeyError:
+        raise NotFound(f"{handle.url}#{path}: no such {what} in the HDF5 file") from None
+
+
+@dataclass(frozen=True)
+class ChunkIndex:
+    """Byte ranges of a dataset's chunks along axis 0 (first-axis chunking only)."""
+
+    offsets: np.ndarray  # (nchunks,) int64, -1 where never written (fill value)
+    sizes: np.ndarray  # (nchunks,) int64
+    masks: np.ndarray  # (nchunks,) filter masks
+    rows: int  # frames per chunk
+
+
+_DIRECT_FILTERS = {"gzip", "shuffle"}
+
+
+@dataclass
+class H5Array:
+    """Lazy array over one HDF5 dataset, picklable, for :func:`dask.array.from_array`."""
+
+    url: str
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...] | None
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    index: ChunkIndex | None = None
+    shuffle: bool = False
+    deflate: bool = False
+    fill: Any = 0
+    ndim: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dtype = np.dtype(self.dtype)
+        self.ndim = len(self.shape)
+
+    @classmethod
+    def from_dataset(
+        cls, url: str, ds: h5py.Dataset, storage_options: Mapping[str, Any] | None = None
+    ) -> H5Array:
+        return cls(url, ds.name, tuple(ds.shape), ds.dtype, ds.chunks, dict(storage_options or {}))
+
+    @property
+    def storage_chunks(self) -> tuple[int, ...]:
+        return self.chunks or self.shape
+
+    def with_index(self) -> H5Array:
+        """Read the chunk index (metadata only) and enable direct reads where possible."""
+        if self.index is not None or self.dtype.byteorder == ">":
+            return self
+        handle = open_h5(self.url, self.storage_options)
+        try:
+            ds = get_object(handle, self.path, "dataset")
+            filters = set(ds._filters)
+            if not filters <= _DIRECT_FILTERS or not self.shape or self.shape[0] == 0:
+                return self
+            fill = ds.fillvalue
+            if ds.chunks is None:
+                off = ds.id.get_offset()
+                if off is None:
+                    return self
+                rows = 1
+                n = self.shape[0]
+                row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+                offsets = off + np.arange(n, dtype=np.int64) * row_bytes
+                sizes = np.full(n, row_bytes, dtype=np.int64)
+                masks = np.zeros(n, dtype=np.int64)
+            else:
+                if tuple(ds.chunks[1:]) != tuple(self.shape[1:]):
+                    return self  # frames split across chunks: leave it to h5py
+                rows = ds.chunks[0]
+                n = -(-self.shape[0] // rows)
+                offsets = np.full(n, -1, dtype=np.int64)
+                sizes = np.zeros(n, dtype=np.int64)
+                masks = np.zeros(n, dtype=np.int64)
+
+                def visit(info) -> None:
+                    i = info.chunk_offset[0] // rows
+                    offsets[i], sizes[i], masks[i] = info.byte_offset, info.size, info.filter_mask
+
+                with _H5_LOCK:
+                    ds.id.chunk_iter(visit)
+        finally:
+            handle.close()
+        return H5Array(
+            self.url,
+            self.path,
+            self.shape,
+            self.dtype,
+            self.chunks,
+            self.storage_options,
+            ChunkIndex(offsets, sizes, masks, rows),
+            shuffle="shuffle" in filters,
+            deflate="gzip" in filters,
+            fill=fill,
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if self.index is not None and all(isinstance(k, slice) for k in key):
+            return self._direct(key)
+        handle = manager(self.url, self.storage_options)
+        with _H5_LOCK:
+            ds = get_object(handle.acquire(), self.path, "dataset")
+            return np.asarray(ds[key])
+
+    def _direct(self, key: tuple[slice, ...]) -> np.ndarray:
+        first = key[0].indices(self.shape[0])
+        if first[2] != 1:
+            return self._via_h5(key)
+        start, stop = first[0], max(first[0], first[1])
+        idx = self.index
+        c0, c1 = start // idx.rows, -(-stop // idx.rows)
+        frame = self.shape[1:]
+        chunk_items = idx.rows * int(np.prod(frame, dtype=np.int64))
+        wanted = [
+            (int(idx.offsets[c]), int(idx.offsets[c] + idx.sizes[c]))
+            for c in range(c0, c1)
+            if idx.offsets[c] >= 0
+        ]
+        blobs = iter(fs.cat_ranges(self.url, wanted, self.storage_options)) if wanted else iter(())
+        parts = []
+        for c in range(c0, c1):
+            if idx.offsets[c] < 0:
+                parts.append(np.full((idx.rows, *frame), self.fill, dtype=self.dtype))
+                continue
+            parts.append(
+                self._decode(next(blobs), int(idx.masks[c]), chunk_items).reshape(idx.rows, *frame)
+            )
+        block = np.concatenate(parts) if len(parts) != 1 else parts[0]
+        lo = start - c0 * idx.rows
+        return block[(slice(lo, lo + stop - start), *key[1:])]
+
+    def _via_h5(self, key):
+        handle = manager(self.url, self.storage_options)
+        with _H5_LOCK:
+            return np.asarray(get_object(handle.acquire(), self.path, "dataset")[key])
+
+    def _decode(self, raw: bytes, mask: int, items: int) -> np.ndarray:
+        # HDF5 applies filters in pipeline order (shuffle, then deflate) when writing;
+        # bit i of the mask set means filter i was skipped for this chunk.
+        order = [f for f in ("shuffle", "deflate") if getattr(self, f)]
+        data = raw
+        for i in reversed(range(len(order))):
+            if mask >> i & 1:
+                continue
+            if order[i] == "deflate":
+                try:
+                    data = zlib.decompress(data)
+                except zlib.error as exc:
+                    raise LayoutError(f"{self.url}#{self.path}: corrupt chunk ({exc})") from exc
+            else:
+                size = self.dtype.itemsize
+                arr = np.frombuffer(data, np.uint8)
+                data = arr.reshape(size, -1).T.tobytes() if size > 1 else data
+        out = np.frombuffer(data, self.dtype)
+        if out.size != items:
+            raise LayoutError(
+                f"{self.url}#{self.path}: chunk holds {out.size} values, expected {items}; "
+                "the file is truncated or corrupt"
+            )
+        return out

@@ -1,0 +1,1 @@
+"""Units of work the flows call: cook one scan, write one referrer, check freshness."""

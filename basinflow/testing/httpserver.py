@@ -1,0 +1,85 @@
+"""A static HTTP server that honours ``Range`` (aiohttp), with a request log.
+
+Run as ``python -m basinflow.testing.httpserver ROOT [--port 0] [--log FILE]``; it prints
+``PORT <n>`` once listening. ``GET /__stats__`` returns request and byte counts so tests
+and benchmarks count what was really transferred; ``POST /__reset__`` zeroes them.
+Directory listings are HTML (fsspec's HTTP glob parses them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+
+def make_app(root: Path, log: Path | None = None) -> web.Application:
+    stats = {"requests": 0, "bytes": 0, "paths": []}
+
+    @web.middleware
+    async def count(request: web.Request, handler):
+        if request.path.startswith("/__"):
+            return await handler(request)
+        stats["requests"] += 1
+        if log is not None:
+            with log.open("a") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            "method": request.method,
+                            "path": request.path,
+                            "range": request.headers.get("Range"),
+                        }
+                    )
+                    + "\n"
+                )
+        resp = await handler(request)
+        if request.method == "GET":
+            size = resp.content_length
+            if size is None and isinstance(resp, web.FileResponse):
+                size = 0
+            stats["bytes"] += int(size or 0)
+        return resp
+
+    async def get_stats(_request):
+        return web.json_response({k: v for k, v in stats.items() if k != "paths"})
+
+    async def reset(_request):
+        stats.update(requests=0, bytes=0)
+        return web.json_response({"ok": True})
+
+    app = web.Application(middlewares=[count])
+    app.router.add_get("/__stats__", get_stats)
+    app.router.add_post("/__reset__", reset)
+    app.router.add_static("/", root, show_index=True, follow_symlinks=False)
+    return app
+
+
+async def _main(root: Path, port: int, log: Path | None) -> None:
+    runner = web.AppRunner(make_app(root, log), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    actual = site._server.sockets[0].getsockname()[1]
+    print(f"PORT {actual}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("root")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--log")
+    a = ap.parse_args(argv)
+    try:
+        asyncio.run(_main(Path(a.root), a.port, Path(a.log) if a.log else None))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
