@@ -117,11 +117,20 @@ def demo(directory: Annotated[Path, typer.Argument()] = Path("demo-data")) -> No
 
 
 def _register_subapps() -> None:
-    try:
-        from basinflow.cli_spice import app as spice_app
-    except ImportError:  # pragma: no cover - spice CLI not installed
-        return
-    app.add_typer(spice_app, name="spice", help="Seed, update and view spice.")
+    """Commands that live beside their packages (spice, referrers, flows)."""
+    import importlib
+
+    for module in ("basinflow.cli_spice", "basinflow.cli_referrer", "basinflow.cli_flows"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a part not built in this checkout
+            if exc.name != module:
+                raise
+            continue
+        if hasattr(mod, "register"):
+            mod.register(app)
+        else:
+            app.add_typer(mod.app, name="spice", help="Seed, update, view and import spice.")
 
 
 _register_subapps()

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 from xarray.backends import CachingFileManager
 
-from basinflow.errors import LayoutError, NotFound, NotHDF5Error
+from basinflow.errors import Error, LayoutError, NotFound, NotHDF5Error
 from basinflow.storage import fs
 
 _H5_LOCK = threading.Lock()  # libhdf5 is not thread-safe; h5py serialises, we make it explicit
@@ -36,7 +36,7 @@ _H5_LOCK = threading.Lock()  # libhdf5 is not thread-safe; h5py serialises, we m
 class _H5Handle:
     """An h5py.File plus the file object under it, closed together."""
 
-    def __init__(self, url: str, options_json: str):
+    def __init__(self, url: str, options_json: str, mode: str = "r"):
         self.url = url
         self._fileobj = None
         path = fs.local_path(url)
@@ -46,13 +46,18 @@ class _H5Handle:
             else:
                 self._fileobj = fs.open_input(url, json.loads(options_json))
                 self.file = h5py.File(self._fileobj, "r")
+        except Error:
+            if self._fileobj is not None:
+                self._fileobj.close()
+            raise
         except (OSError, ValueError) as exc:
             if self._fileobj is not None:
                 self._fileobj.close()
             if isinstance(exc, FileNotFoundError) or "No such file" in str(exc):
-                raise NotFound(f"{url!r} does not exist; check the path") from exc
+                raise NotFound(f"{url!r} does not exist; check the path") from None
             raise NotHDF5Error(
-                f"{url!r} is not a readable HDF5 file (truncated or another format): {exc}"
+                f"{url!r} is not a readable HDF5 file (truncated or another format: {exc}); "
+                "copy it again from its source, or check that the template points at HDF5 files"
             ) from exc
 
     def close(self) -> None:
@@ -82,7 +87,10 @@ def get_object(handle: _H5Handle, path: str, what: str = "group"):
     try:
         return handle.file[path]
     except KeyError:
-        raise NotFound(f"{handle.url}#{path}: no such {what} in the HDF5 file") from None
+        raise NotFound(
+            f"{handle.url}#{path}: no such {what} in the HDF5 file; check the part after '#' "
+            "in the template"
+        ) from None
 
 
 @dataclass(frozen=True)

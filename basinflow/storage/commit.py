@@ -1,0 +1,109 @@
+"""Atomic commit of an output file: never a partial file at the final URL.
+
+Local (``file://`` or a plain path): the file is written under a hidden temporary name in
+the destination directory (same file system, so ``os.replace`` is an atomic rename) and
+renamed when complete. ``s3://`` and other remote stores: written to a local temporary
+file and uploaded with one ``put`` after local completion (S3 makes an object visible
+only when its upload completes). On any exception the temporary file is removed and the
+final URL is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from basinflow.errors import OutputError
+from basinflow.storage import fs
+
+
+def _prepare_local_dir(url: str, directory: str) -> None:
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{url!r}: cannot create output directory {directory!r}: {exc}") from exc
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"{url!r}: output directory {directory!r} is not writable")
+
+
+@contextlib.contextmanager
+def atomic_output(
+    url: str, storage_options: Mapping[str, Any] | None = None, *, suffix: str = ".h5"
+) -> Iterator[str]:
+    """Yield a local path to write; on success it becomes ``url`` atomically.
+
+    Raises
+    ------
+    OutputError
+        The destination cannot be written (named in the message).
+    """
+    fs.check_scheme(url)
+    path = fs.local_path(url)
+    if path is not None:
+        path = os.path.abspath(path)
+        directory = os.path.dirname(path)
+        _prepare_local_dir(url, directory)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        except OSError as exc:
+            _remove(tmp)
+            if isinstance(exc, OutputError):
+                raise
+            raise OutputError(f"{url!r}: cannot write output: {exc}") from exc
+        except BaseException:
+            _remove(tmp)
+            raise
+        return
+    handle, tmp = tempfile.mkstemp(prefix="basinflow-", suffix=suffix)
+    os.close(handle)
+    try:
+        yield tmp
+        put(tmp, url, storage_options)
+    finally:
+        _remove(tmp)
+
+
+def put(local: str, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    """One upload of a complete local file to ``url``."""
+    filesystem, path = fs.url_to_fs(url, storage_options)
+    try:
+        parent = path.rsplit("/", 1)[0]
+        if fs.scheme_of(url) == "s3" and parent and not filesystem.exists(parent.split("/")[0]):
+            raise OutputError(f"{url!r}: bucket {parent.split('/')[0]!r} does not exist")
+        filesystem.put_file(local, path)
+        filesystem.invalidate_cache(path)
+    except OutputError:
+        raise
+    except Exception as exc:
+        raise OutputError(f"{url!r}: upload failed: {fs.translate_errors(url, exc)}") from exc
+
+
+def write_bytes_atomic(
+    url: str, data: bytes, storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Replace ``url``'s content atomically (used for small pointers such as ``current.json``)."""
+    with atomic_output(url, storage_options, suffix=".tmp") as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_json_atomic(url: str, obj: Any, storage_options: Mapping[str, Any] | None = None) -> None:
+    write_bytes_atomic(
+        url, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n", storage_options
+    )
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+__all__ = ["atomic_output", "put", "write_bytes_atomic", "write_json_atomic"]

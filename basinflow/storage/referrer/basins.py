@@ -1,0 +1,226 @@
+"""Basin definitions: what a referrer links to, and how a location is turned into variables.
+
+A definition is plain JSON stored at ``/basins/<key>`` of the referrer::
+
+    {"name": "raw", "type": "file", "format": "hdf5",
+     "paths": ["../../raw/p1/1.h5", "/abs/raw/p1/1.h5"], "urls": [],
+     "layout": "nexus", "fragment": "entry",
+     "variables": null, "mapping": "same", "dim": "index",
+     "identifier": "p1/1", "pin": {"size": ..., "mtime": ..., "content_id": "b2:..."},
+     "links": {"frames": "/entry/instrument/pilatus/data"}, "order": 0}
+
+``type``: ``file`` (local paths; relative ones resolve against the referrer's directory),
+``remote`` (``urls``), ``internal`` (data stored in the referrer under
+``/basin_data/<name>``). ``layout`` says how variables are read: ``"referrer"`` (another
+referrer, opened recursively: basins of basins), a raw layout name (``nexus``, ``groups``,
+``tiff``: read as :attr:`Scan.raw` would be), or ``"datasets"`` (``datasets`` maps
+variable names to ``{"path": ..., "dims": [...]}``). ``mapping`` is ``"same"`` (the
+basin's ``dim`` matches the referrer's one to one) or ``"basinmapN"``: the integer array
+``/basinmaps/basinmapN`` gives, for each referrer position along ``dim``, the basin
+position (subsets, supersets and many-to-one all work; any number of maps).
+``key`` is a stable hash of the canonical JSON of the definition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from basinflow.errors import ReferrerError
+from basinflow.storage import fs
+
+TYPES = ("file", "remote", "internal")
+FORMATS = ("hdf5", "http", "s3", "tiff")
+#: the order basins are applied in (innate variables always come first)
+TYPE_PRIORITY = {"internal": 0, "file": 1, "remote": 2}
+
+
+@dataclass
+class Basin:
+    name: str
+    type: str
+    format: str = "hdf5"
+    paths: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    layout: str = "datasets"
+    fragment: str | None = None
+    variables: list[str] | None = None
+    mapping: str = "same"
+    dim: str = "index"
+    identifier: str = ""
+    pin: dict[str, Any] | None = None
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    order: int = 0
+    #: file inside a directory location whose pin identifies it (a TIFF stack's manifest)
+    pin_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ReferrerError(f"basin {self.name!r}: type {self.type!r} is not one of {TYPES}")
+        if self.format not in FORMATS:
+            raise ReferrerError(
+                f"basin {self.name!r}: format {self.format!r} is not one of {FORMATS}"
+            )
+        if self.mapping != "same" and not (
+            self.mapping.startswith("basinmap") and self.mapping[8:].isdigit()
+        ):
+            raise ReferrerError(
+                f"basin {self.name!r}: mapping {self.mapping!r} must be 'same' or 'basinmapN'"
+            )
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), default=str)
+
+    @property
+    def key(self) -> str:
+        return hashlib.blake2b(self.to_json().encode(), digest_size=8).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str = "") -> Basin:
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
+            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+            return cls(**known)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ReferrerError):
+                raise
+            raise ReferrerError(f"{where}: malformed basin definition: {exc}") from exc
+
+    @property
+    def priority(self) -> tuple[int, int, str]:
+        return (TYPE_PRIORITY[self.type], self.order, self.name)
+
+    # -- where it lives ------------------------------------------------------------------------
+    def locations(self, referrer_url: str) -> list[str]:
+        """Candidate URLs in the order they are tried; relative paths against the referrer."""
+        if self.type == "internal":
+            return [referrer_url]
+        out: list[str] = []
+        base = referrer_dir(referrer_url)
+        for p in self.paths:
+            out.append(resolve_path(p, base))
+        out.extend(self.urls)
+        return list(dict.fromkeys(out))
+
+
+def referrer_dir(url: str) -> str:
+    path = fs.local_path(url)
+    if path is not None:
+        return os.path.dirname(os.path.abspath(path))
+    return url.rsplit("/", 1)[0]
+
+
+def resolve_path(path: str, base: str) -> str:
+    """A basin path relative to the referrer's directory (never the working directory)."""
+    if "://" in path:
+        return path
+    if fs.local_path(base) is not None and "://" not in base:
+        return os.path.normpath(os.path.join(base, path))
+    # a remote referrer: relative paths are relative URLs; '..' is kept for trust to refuse
+    return base.rstrip("/") + "/" + path if not path.startswith("/") else path
+
+
+def relative_to(target: str, referrer_url: str) -> str | None:
+    """``target`` relative to the referrer's directory when both are local files."""
+    t, r = fs.local_path(target), fs.local_path(referrer_url)
+    if t is None or r is None:
+        return None
+    return os.path.relpath(os.path.abspath(t), os.path.dirname(os.path.abspath(r)))
+
+
+def posix_rel(target: str, referrer_url: str) -> str | None:
+    rel = relative_to(target, referrer_url)
+    return None if rel is None else posixpath.join(*rel.split(os.sep))
+
+
+def raw_basin(scan: Any, referrer_url: str, *, name: str = "raw", order: int = 0) -> Basin:
+    """The basin definition of a scan's raw data, as seen from ``referrer_url``."""
+    content = scan._content
+    layout = scan.repository.layout
+    if layout == "auto":
+        from basinflow.storage import layouts
+
+        layout = layouts.detect(scan.path_url, scan.fragment, scan.storage_options)
+    frames_path = getattr(content.frames, "path", None)
+    url = scan.path_url
+    local = fs.local_path(url)
+    fmt = "tiff" if layout == "tiff" else "hdf5"
+    pin_url = content.pin_url or url
+    if local is not None:
+        rel = posix_rel(url, referrer_url)
+        paths = [p for p in (rel, os.path.abspath(local)) if p]
+        kind, urls = "file", []
+    else:
+        kind, paths, urls = "remote", [], [url]
+        fmt = "tiff" if layout == "tiff" else ("s3" if fs.scheme_of(url) == "s3" else "http")
+    basin = Basin(
+        name=name,
+        type=kind,
+        format=fmt,
+        paths=paths,
+        urls=urls,
+        layout=layout,
+        fragment=scan.fragment,
+        identifier=f"{scan.proposal.key}/{scan.key}",
+        pin=dict(scan.pin),
+        links={"frames": frames_path} if frames_path and fmt == "hdf5" else {},
+        order=order,
+    )
+    if pin_url != url:
+        basin.pin_file = pin_url[len(url) :].lstrip("/") if pin_url.startswith(url) else None
+    return basin
+
+
+def referrer_as_basin(
+    source_url: str,
+    referrer_url: str,
+    *,
+    name: str = "source",
+    pin: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    order: int = 0,
+    dim: str = "index",
+) -> Basin:
+    """A basin that is another referrer (basins of basins)."""
+    local = fs.local_path(source_url)
+    if local is not None:
+        rel = posix_rel(source_url, referrer_url)
+        kind, paths, urls = "file", [p for p in (rel, os.path.abspath(local)) if p], []
+        fmt = "hdf5"
+    else:
+        kind, paths, urls = "remote", [], [source_url]
+        fmt = "s3" if fs.scheme_of(source_url) == "s3" else "http"
+    return Basin(
+        name=name,
+        type=kind,
+        format=fmt,
+        paths=paths,
+        urls=urls,
+        layout="referrer",
+        identifier=source_url.rsplit("/", 1)[-1],
+        pin=dict(pin) if pin else fs.pin(source_url, storage_options),
+        order=order,
+        dim=dim,
+    )
+
+
+__all__ = [
+    "FORMATS",
+    "TYPES",
+    "TYPE_PRIORITY",
+    "Basin",
+    "raw_basin",
+    "referrer_as_basin",
+    "referrer_dir",
+    "relative_to",
+    "resolve_path",
+]

@@ -1,0 +1,150 @@
+"""Which basin locations a referrer may make us open, and with which storage options.
+
+A referrer is data, and data from elsewhere is untrusted: its basin paths and URLs are
+checked *before* any file is opened or any request is sent.
+
+Rules
+-----
+* A **file** location is allowed when its real path (``..`` collapsed, symlinks
+  resolved) lies in a trusted root: a root given by the caller, a repository's raw and
+  output roots (pass the :class:`~basinflow.catalog.repository.Repository`), or, by
+  default, the directory holding the referrer itself and everything below it (never its
+  parents: a referrer in ``/tmp`` may point at ``/tmp/x/raw.h5``, not at
+  ``/tmp/../etc/passwd``). ``trust_referrer_dir=False`` removes that last root.
+* A **remote** location (``http(s)://``, ``s3://``) is allowed when it lies under a
+  trusted root URL (prefix match on whole path segments, no ``..`` segments) or its
+  host is a trusted host (``"http://host:port"``; for S3 the bucket, ``"s3://bucket"``).
+* **Credentials** are scoped to roots: a location gets the storage options of the
+  longest trusted root containing it (a repository's own options for its root, the
+  caller's ``storage_options`` for the referrer's own location), ``host_options[host]``
+  for a trusted host, and nothing otherwise. Options are never written into a referrer.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from basinflow.errors import UntrustedBasinError
+from basinflow.storage import fs
+
+
+def normalize(url: str) -> str:
+    """A canonical form: local paths absolute and real (symlinks resolved) as plain
+    paths; remote URLs with the path normalised. ``..`` segments in a remote URL are
+    refused rather than interpreted."""
+    path = fs.local_path(url)
+    if path is not None:
+        return os.path.realpath(os.path.expanduser(unquote(path) if "://" in url else path))
+    parts = urlsplit(url)
+    segments = unquote(parts.path).split("/")
+    if ".." in segments or "." in segments:
+        raise UntrustedBasinError(f"{url!r}: '..' or '.' segments are not allowed in basin URLs")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{posixpath.normpath(parts.path or '/')}"
+
+
+def _under(target: str, root: str) -> bool:
+    root = root.rstrip("/") or "/"
+    return target == root or target.startswith(root if root == "/" else root + "/")
+
+
+@dataclass(frozen=True)
+class TrustedRoot:
+    root: str  # normalised
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    why: str = "caller"
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Trusted roots and hosts, and the storage options each of them may use."""
+
+    roots: tuple[TrustedRoot, ...] = ()
+    hosts: tuple[str, ...] = ()
+    host_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        trusted: Iterable[Any] = (),
+        trusted_hosts: Iterable[str] = (),
+        *,
+        referrer_url: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        host_options: Mapping[str, Mapping[str, Any]] | None = None,
+        trust_referrer_dir: bool = True,
+    ) -> Trust:
+        roots: list[TrustedRoot] = []
+        hosts = [_host_key(h) for h in trusted_hosts]
+        if isinstance(trusted, str) or hasattr(trusted, "trusted_roots"):
+            trusted = [trusted]
+        for item in trusted:
+            if isinstance(item, Trust):
+                roots.extend(item.roots)
+                hosts.extend(item.hosts)
+            elif hasattr(item, "trusted_roots"):  # a Repository
+                opts = dict(getattr(item, "storage_options", {}) or {})
+                for r in item.trusted_roots:
+                    roots.append(TrustedRoot(_root(r), opts, f"repository {item.name!r}"))
+                hosts.extend(_host_key(h) for h in getattr(item, "trusted_hosts", ()))
+            elif isinstance(item, tuple) and len(item) == 2:
+                roots.append(TrustedRoot(_root(item[0]), dict(item[1] or {})))
+            else:
+                roots.append(TrustedRoot(_root(str(item))))
+        if referrer_url is not None and trust_referrer_dir:
+            own = normalize(referrer_url)
+            base = (
+                os.path.dirname(own)
+                if fs.local_path(referrer_url) is not None
+                else own.rsplit("/", 1)[0]
+            )
+            roots.append(TrustedRoot(base, dict(storage_options or {}), "referrer directory"))
+        return cls(tuple(roots), tuple(dict.fromkeys(hosts)), dict(host_options or {}))
+
+    def check(self, url: str, *, what: str = "basin") -> dict[str, Any]:
+        """Storage options for ``url`` if it may be opened; else :class:`UntrustedBasinError`."""
+        target = normalize(url)
+        local = fs.local_path(url) is not None
+        best: TrustedRoot | None = None
+        for r in self.roots:
+            if (fs.local_path(r.root) is not None) != local:
+                continue
+            if _under(target, r.root) and (best is None or len(r.root) > len(best.root)):
+                best = r
+        if best is not None:
+            return dict(best.storage_options)
+        if not local and _host_key(url) in self.hosts:
+            return dict(self.host_options.get(_host_key(url), {}))
+        roots = ", ".join(r.root for r in self.roots) or "none"
+        hosts = ", ".join(self.hosts) or "none"
+        raise UntrustedBasinError(
+            f"{what} location {url!r} is outside the trusted roots ({roots}) and hosts "
+            f"({hosts}); it was not opened. If you trust it, pass trusted=[...] or "
+            "trusted_hosts=[...] to open_referrer"
+        )
+
+    def allows(self, url: str) -> bool:
+        try:
+            self.check(url)
+        except UntrustedBasinError:
+            return False
+        return True
+
+
+def _root(text: str) -> str:
+    # a template root such as "file:///data/nexus/" or "s3://raw/samples/"
+    return normalize(text.rstrip("/") or "/")
+
+
+def _host_key(url: str) -> str:
+    if "://" not in url:
+        return url.lower().rstrip("/")
+    p = urlsplit(url)
+    return f"{p.scheme.lower()}://{p.netloc.lower()}"
+
+
+__all__ = ["Trust", "TrustedRoot", "normalize"]

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+
+import fsspec
+import pytest
+
+from basinflow.errors import OutputError
+from basinflow.storage.commit import atomic_output, write_json_atomic
+
+
+def test_local_commit_is_atomic(tmp_path):
+    final = tmp_path / "d" / "out.h5"
+    with pytest.raises(RuntimeError), atomic_output(final.as_uri()) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("crash")
+    assert not final.exists() and os.listdir(final.parent) == []
+    with atomic_output(final.as_uri()) as tmp, open(tmp, "wb") as f:
+        f.write(b"whole")
+    assert final.read_bytes() == b"whole" and os.listdir(final.parent) == ["out.h5"]
+
+
+def test_not_writable_destination(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with (
+            pytest.raises(OutputError, match="not writable") as err,
+            atomic_output((ro / "x.h5").as_uri()),
+        ):
+            pass
+        assert str(ro) in str(err.value)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_destination_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with (
+        pytest.raises(OutputError, match="cannot create output directory"),
+        atomic_output((tmp_path / "file" / "sub" / "x.h5").as_uri()),
+    ):
+        pass
+
+
+def test_s3_commit_one_upload_and_nothing_on_failure(s3_options):
+    fs = fsspec.filesystem("s3", **s3_options)
+    if not fs.exists("out"):
+        fs.mkdir("out")
+    url = "s3://out/commit/x.h5"
+    with pytest.raises(RuntimeError), atomic_output(url, s3_options) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("crash")
+    fs.invalidate_cache()
+    assert not fs.exists("out/commit/x.h5")
+    with atomic_output(url, s3_options) as tmp, open(tmp, "wb") as f:
+        f.write(b"whole")
+    assert fs.cat_file("out/commit/x.h5") == b"whole"
+    write_json_atomic("s3://out/commit/p.json", {"a": 1}, s3_options)
+    assert b'"a": 1' in fs.cat_file("out/commit/p.json")
+    with (
+        pytest.raises(OutputError, match="no-such-bucket"),
+        atomic_output("s3://no-such-bucket/x.h5", s3_options) as tmp,
+        open(tmp, "wb") as f,
+    ):
+        f.write(b"x")
