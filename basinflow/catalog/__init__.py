@@ -1,16 +1,32 @@
-"""Finding scans: repositories, proposals, scans; templates, keys and handles."""
+"""Finding scans: repositories, proposals, scans; templates, keys and handles.
 
-from basinflow.catalog.keys import handle_of, natural_key, natural_sorted, validate_key
-from basinflow.catalog.repository import Proposal, Repository, Scan
-from basinflow.catalog.template import Template
+Names are imported on first use so that ``basinflow.catalog.keys`` (used by spice and by
+spawned worker processes) does not pull in xarray.
+"""
 
-__all__ = [
-    "Proposal",
-    "Repository",
-    "Scan",
-    "Template",
-    "handle_of",
-    "natural_key",
-    "natural_sorted",
-    "validate_key",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Repository": "basinflow.catalog.repository",
+    "Proposal": "basinflow.catalog.repository",
+    "Scan": "basinflow.catalog.repository",
+    "Template": "basinflow.catalog.template",
+    "handle_of": "basinflow.catalog.keys",
+    "natural_key": "basinflow.catalog.keys",
+    "natural_sorted": "basinflow.catalog.keys",
+    "validate_key": "basinflow.catalog.keys",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'basinflow.catalog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = sorted(_LAZY)

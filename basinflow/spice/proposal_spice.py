@@ -1,0 +1,535 @@
+"""``prop.spice``: seed, update, anchor and view the spice of one proposal.
+
+This is the object users touch. It turns requests into new immutable documents and
+resolves views, with every rule checked *before* anything is written:
+
+- names (type, handle) are identifiers, anchors are scan keys (and, when the proposal's
+  scans are known, an existing scan or one after the last, so a typo like ``r0040`` for
+  ``0040`` cannot silently apply from the first scan);
+- data is JSON and, for a registered type, matches its schema (field-named messages);
+- a handle keeps one type.
+
+Writes first refresh the store, so revisions are computed from what other processes
+wrote; if two writers still race, both documents are kept and the result is a reported
+conflict, never a lost update. Identical requests get identical (content-derived) uuids,
+so repeating a seed or an update anywhere is a no-op.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+from basinflow.catalog.keys import natural_key, natural_sorted, validate_key
+from basinflow.errors import (
+    ScanNotFound,
+    SpiceConflict,
+    SpiceError,
+    SpiceNotFound,
+    UntypedSpiceWarning,
+)
+from basinflow.spice.document import (
+    SpiceDocument,
+    canonical_json,
+    content_uuid,
+    freeze,
+    now_iso,
+    validate_anchor,
+    validate_name,
+)
+from basinflow.spice.store import SpiceStore, open_spice_store
+from basinflow.spice.types import validate_spice_data
+from basinflow.spice.view import (
+    Conflict,
+    Index,
+    SpiceTable,
+    SpiceView,
+    anchor_label,
+    find_conflicts,
+    index_documents,
+    resolve_handle,
+    sorted_anchors,
+    top_documents,
+)
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class StackGroup(NamedTuple):
+    """Consecutive scans cooked as one unit: ``anchor`` is the first scan of the group."""
+
+    anchor: str
+    scans: list[str]
+
+
+def default_author() -> str | None:
+    """``$BASINFLOW_AUTHOR``, else the login name, else ``None`` (never a credential)."""
+    author = os.environ.get("BASINFLOW_AUTHOR")
+    if author:
+        return author
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no login name in some containers
+        return None
+
+
+class ProposalSpice:
+    """The spice of one proposal.
+
+    Parameters
+    ----------
+    store
+        A :class:`~basinflow.spice.store.SpiceStore`, a store URL (``file://``, ``s3://``,
+        ``memory://``, a local path), or ``None``/``''`` for an in-memory store.
+    scans
+        Returns the proposal's scan keys (or is a fixed list of them). Used to check
+        anchors and to compute :meth:`stacks`; optional so spice works without a catalog.
+    storage_options
+        fsspec options when ``store`` is a URL.
+    author
+        Default author of new documents (default: :func:`default_author`).
+    max_age
+        Seconds a listing of the store is trusted by reads (:meth:`view`, :meth:`ls`...)
+        before they re-list it; writes always re-list. ``0`` re-lists on every read.
+    """
+
+    def __init__(
+        self,
+        store: SpiceStore | str | None,
+        scans: Callable[[], Iterable[str]] | Iterable[str] | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        author: str | None = None,
+        max_age: float = 1.0,
+    ) -> None:
+        self.store = open_spice_store(store, storage_options)
+        if scans is not None and not callable(scans):
+            fixed = list(scans)
+            scans = lambda: fixed  # noqa: E731 - a fixed list of scan keys
+        self._scans = scans
+        self.author = author if author is not None else default_author()
+        self.max_age = max_age
+        self._index: Index | None = None
+        self._index_generation = -1
+
+    # --- reading -----------------------------------------------------------------------------
+    def refresh(self) -> list[SpiceDocument]:
+        """Re-list the store now; returns the documents that are new."""
+        return self.store.refresh()
+
+    def _current(self, *, fresh: bool = False) -> Index:
+        last = self.store.refreshed_at
+        if fresh or last is None or time.monotonic() - last >= self.max_age:
+            self.store.refresh()
+        if self._index is None or self._index_generation != self.store.generation:
+            self._index = index_documents(self.store.documents())
+            self._index_generation = self.store.generation
+        return self._index
+
+    def documents(self) -> list[SpiceDocument]:
+        """Every document, by handle, anchor (natural order) and revision."""
+        index = self._current()
+        return [
+            doc
+            for handle in sorted(index)
+            for anchor in sorted_anchors(index[handle])
+            for doc in sorted(index[handle][anchor], key=lambda d: (d.revision, d.created or ""))
+        ]
+
+    def get(self, uuid: str) -> SpiceDocument:
+        """The document with ``uuid`` (:class:`SpiceNotFound` if there is none)."""
+        return self.store.get(uuid)
+
+    def handles(self) -> list[str]:
+        """Every handle that has spice."""
+        return sorted(self._current())
+
+    def view(self, scan: str, handles: Iterable[str] | None = None) -> SpiceView:
+        """The spice visible at ``scan``: per handle, the highest revision at the greatest
+        anchor <= ``scan`` in natural scan order.
+
+        Parameters
+        ----------
+        scan
+            A scan key (checked like every key; it need not exist yet).
+        handles
+            Only resolve these handles (each must be visible); a conflict elsewhere then
+            does not block a recipe that does not need that handle.
+
+        Raises
+        ------
+        SpiceConflict
+            When a visible anchor holds different documents at its top revision; the
+            message names their uuids.
+        SpiceValidationError
+            When a visible document of a registered type does not match its schema.
+        """
+        validate_key(scan, "scan")
+        if handles is not None:
+            handles = [validate_name(h, "spice handle") for h in handles]
+        return SpiceView.resolve(self._current(), scan, handles)
+
+    def history(self, handle: str) -> list[SpiceDocument]:
+        """Every document of ``handle``: by anchor (natural order), then revision."""
+        validate_name(handle, "spice handle")
+        index = self._current()
+        if handle not in index:
+            raise SpiceNotFound(self._no_handle(handle, index))
+        return [
+            doc
+            for anchor in sorted_anchors(index[handle])
+            for doc in sorted(index[handle][anchor], key=lambda d: (d.revision, d.created or ""))
+        ]
+
+    def conflicts(self) -> list[Conflict]:
+        """Every unresolved conflict (same top revision, different content)."""
+        return find_conflicts(self._current())
+
+    def ls(self) -> SpiceTable:
+        """Anchor x handle table of the top revisions (text repr, HTML in Jupyter)."""
+        return SpiceTable.from_index(self._current())
+
+    def stacks(self, handle: str = "stack") -> list[StackGroup]:
+        """Groups of consecutive scans made by ``stack`` spice.
+
+        Each ``stack`` document anchored at *A* groups the scans from *A* up to the next
+        anchor of ``handle`` (cut into groups of ``size`` when set). Scans before the first
+        anchor are in no group.
+
+        Raises
+        ------
+        SpiceError
+            When this spice has no ``scans`` callable (it cannot know the scans).
+        SpiceConflict
+            When a stack anchor has a conflict.
+        """
+        validate_name(handle, "spice handle")
+        if self._scans is None:
+            raise SpiceError(
+                "stacks() needs the proposal's scans; create ProposalSpice(store, scans=...) "
+                "or use prop.spice from a Repository"
+            )
+        index = self._current()
+        by_anchor = index.get(handle, {})
+        anchors = sorted_anchors(by_anchor)
+        scans = natural_sorted(self._scans())
+        groups: list[StackGroup] = []
+        for i, anchor in enumerate(anchors):
+            tops = top_documents(by_anchor[anchor])
+            if len(tops) > 1:
+                raise SpiceConflict(
+                    Conflict(handle, anchor, tops[0].revision, tuple(tops)).message()
+                )
+            doc = tops[0]
+            model = validate_spice_data(doc.type, doc.data, what=f"spice document {doc.uuid}")
+            size = getattr(model, "size", None) if model is not None else doc.data.get("size")
+            nxt = anchors[i + 1] if i + 1 < len(anchors) else None
+            members = [
+                s
+                for s in scans
+                if (anchor == "" or natural_key(s) >= natural_key(anchor))
+                and (nxt is None or natural_key(s) < natural_key(nxt))
+            ]
+            step = size if isinstance(size, int) and size >= 1 else len(members) or 1
+            for start in range(0, len(members), step):
+                chunk = members[start : start + step]
+                groups.append(StackGroup(chunk[0], chunk))
+        return groups
+
+    # --- writing -----------------------------------------------------------------------------
+    def seed(
+        self,
+        type: str,
+        handle: str | None = None,
+        anchor: str | None = None,
+        *,
+        author: str | None = None,
+        comment: str | None = None,
+        values: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        **data: Any,
+    ) -> SpiceDocument:
+        """Create spice ``handle`` (default: ``type``) applying from scan ``anchor`` on
+        (default: from the first scan).
+
+        Idempotent: repeating a seed (same type, handle, anchor and data) returns the
+        document it wrote the first time and writes nothing, even after later updates
+        (:meth:`view` shows what is in effect); seeding what is already in effect there
+        returns that document. Fields whose names clash with these parameters go in
+        ``values``.
+
+        Parameters
+        ----------
+        dry_run
+            Check everything and return the document that would be written, writing nothing.
+
+        Raises
+        ------
+        InvalidKeyError
+            Bad type name, handle or anchor.
+        ScanNotFound
+            An anchor that is not a scan of the proposal (nor after its last scan).
+        SpiceValidationError
+            Data that is not JSON, or does not match the registered schema.
+        SpiceError
+            When ``handle`` already has different spice at ``anchor`` (use :meth:`update`)
+            or has another type.
+        SpiceConflict
+            When the existing spice there is in conflict.
+        """
+        validate_name(type, "spice type name")
+        handle = validate_name(type if handle is None else handle, "spice handle")
+        anchor = self._check_anchor(anchor)
+        payload = self._payload(values, data)
+        model = validate_spice_data(type, payload, what=f"spice {handle!r}")
+        doc = self._new(type, handle, anchor, 1, None, payload, model, author, comment)
+        index = self._current(fresh=True)
+        if doc.uuid in self.store:  # this very seed was made before (here or elsewhere)
+            return self.store.get(doc.uuid)
+        self._check_type(index, handle, type)
+        existing = index.get(handle, {}).get(anchor, [])
+        if existing:
+            tops = top_documents(existing)
+            if len(tops) > 1:
+                raise SpiceConflict(
+                    Conflict(handle, anchor, tops[0].revision, tuple(tops)).message()
+                )
+            if canonical_json(tops[0].data) == canonical_json(payload):
+                return tops[0]
+            raise SpiceError(
+                f"spice {handle!r} already exists at anchor {anchor_label(anchor)} "
+                f"(revision {tops[0].revision}, uuid {tops[0].uuid}); change it with "
+                f"spice.update({tops[0].uuid!r}, ...) or seed at another anchor"
+            )
+        return self._write(doc, dry_run)
+
+    def update(
+        self,
+        target: str | SpiceDocument,
+        handle: str | None = None,
+        *,
+        author: str | None = None,
+        comment: str | None = None,
+        values: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        **data: Any,
+    ) -> SpiceDocument:
+        """Write a new revision of some spice, changing the given fields.
+
+        Parameters
+        ----------
+        target
+            A scan key (*viewpoint*): update the ``handle`` document visible at that scan,
+            at its anchor (so it changes for every scan that anchor covers). Or a uuid (or
+            a document): update exactly that document; this is how a conflict is resolved,
+            because the new revision is above every document at that anchor.
+        handle
+            Required with a viewpoint; with a uuid it must match the document if given.
+        dry_run
+            Check everything and return the document that would be written.
+
+        Returns
+        -------
+        The new document (revision = top revision at that anchor + 1, ``parent`` = the
+        updated document), or the existing one when nothing changes and there is no
+        conflict to resolve.
+
+        Raises
+        ------
+        SpiceNotFound
+            No such uuid, no such handle, or nothing visible at the viewpoint.
+        SpiceConflict
+            A viewpoint whose visible spice is in conflict (update by uuid instead).
+        SpiceValidationError
+            The changed data does not match the schema.
+        """
+        payload = self._payload(values, data)
+        if handle is not None:
+            validate_name(handle, "spice handle")
+        index = self._current(fresh=True)
+        base = self._base(index, target, handle)
+        merged = {**base.data, **payload}
+        model = validate_spice_data(base.type, merged, what=f"spice {base.handle!r}")
+        docs = index[base.handle][base.anchor]
+        tops = top_documents(docs)
+        unchanged = canonical_json(merged) == canonical_json(base.data)
+        if unchanged and len(tops) == 1 and tops[0].uuid == base.uuid:
+            return base
+        revision = max(d.revision for d in docs) + 1
+        doc = self._new(
+            base.type, base.handle, base.anchor, revision, base.uuid, merged, model, author, comment
+        )
+        return self._write(doc, dry_run)
+
+    def anchor(
+        self,
+        scan: str,
+        handle: str,
+        *,
+        author: str | None = None,
+        comment: str | None = None,
+        values: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+        **data: Any,
+    ) -> SpiceDocument:
+        """Copy what ``handle`` is at ``scan`` into a new document anchored at ``scan``
+        (optionally changing fields), so later changes from ``scan`` on leave earlier
+        scans alone: "from scan 0040 on, the detector was at 690 mm".
+
+        Returns the document now anchored at ``scan`` (the existing one if ``handle``
+        is already anchored there and nothing changes).
+
+        Raises
+        ------
+        SpiceNotFound
+            When nothing of ``handle`` is visible at ``scan`` (seed it instead).
+        """
+        validate_name(handle, "spice handle")
+        scan = self._check_anchor(scan)
+        if not scan:
+            raise SpiceError(
+                "anchor() needs a scan key; '' (the first scan) is where seed() puts spice"
+            )
+        payload = self._payload(values, data)
+        index = self._current(fresh=True)
+        if handle not in index:
+            raise SpiceNotFound(self._no_handle(handle, index))
+        visible = resolve_handle(index, handle, scan)
+        if visible is None:
+            raise SpiceNotFound(
+                f"no spice {handle!r} is visible at scan {scan!r} (its first anchor is later); "
+                f"seed it there instead: spice.seed(<type>, {handle!r}, anchor={scan!r}, ...)"
+            )
+        if visible.anchor == scan:
+            return self.update(
+                visible.uuid, author=author, comment=comment, values=payload, dry_run=dry_run
+            )
+        merged = {**visible.data, **payload}
+        model = validate_spice_data(visible.type, merged, what=f"spice {handle!r}")
+        doc = self._new(visible.type, handle, scan, 1, visible.uuid, merged, model, author, comment)
+        return self._write(doc, dry_run)
+
+    # --- internals ---------------------------------------------------------------------------
+    def _payload(self, values: Mapping[str, Any] | None, data: Mapping[str, Any]) -> dict:
+        if values is not None and not isinstance(values, Mapping):
+            raise SpiceError(f"values must be a mapping of field names, got {values!r}")
+        payload = {**(values or {}), **data}
+        return dict(freeze(payload))
+
+    def _check_anchor(self, anchor: str | None) -> str:
+        anchor = validate_anchor(anchor)
+        if anchor and self._scans is not None:
+            scans = list(self._scans())
+            if scans and anchor not in scans:
+                last = max(scans, key=natural_key)
+                if natural_key(anchor) <= natural_key(last):
+                    raise ScanNotFound(
+                        f"anchor {anchor!r} is not a scan of this proposal (scans run from "
+                        f"{min(scans, key=natural_key)!r} to {last!r}); anchor at an existing "
+                        "scan, or at one after the last for scans still to come"
+                    )
+        return anchor
+
+    @staticmethod
+    def _no_handle(handle: str, index: Index) -> str:
+        return (
+            f"no spice handle {handle!r} in this proposal (handles: "
+            f"{', '.join(sorted(index)) or 'none'}); create it with spice.seed(...)"
+        )
+
+    @staticmethod
+    def _check_type(index: Index, handle: str, type_name: str) -> None:
+        for docs in index.get(handle, {}).values():
+            for doc in docs:
+                if doc.type != type_name:
+                    raise SpiceError(
+                        f"spice handle {handle!r} has type {doc.type!r}, not {type_name!r}; "
+                        "use another handle (e.g. handle='"
+                        f"{type_name}_2') for spice of type {type_name!r}"
+                    )
+
+    def _base(self, index: Index, target: str | SpiceDocument, handle: str | None) -> SpiceDocument:
+        if isinstance(target, SpiceDocument):
+            target = target.uuid
+        if not isinstance(target, str):
+            raise SpiceError(
+                f"update() needs a scan key or a document uuid, got {type(target).__name__}"
+            )
+        if target in self.store:
+            base = self.store.get(target)
+            if handle is not None and handle != base.handle:
+                raise SpiceError(
+                    f"document {target} is spice {base.handle!r}, not {handle!r}; "
+                    "leave handle out when updating by uuid"
+                )
+            return base
+        if _UUID.fullmatch(target):
+            raise SpiceNotFound(f"no spice document with uuid {target!r} in {self.store.url}")
+        scan = validate_key(target, "scan (viewpoint) or document uuid")
+        if handle is None:
+            raise SpiceError(
+                f"update({scan!r}) needs handle=... to know which spice visible at scan "
+                f"{scan!r} to update (handles: {', '.join(sorted(index)) or 'none'})"
+            )
+        if handle not in index:
+            raise SpiceNotFound(self._no_handle(handle, index))
+        base = resolve_handle(index, handle, scan)
+        if base is None:
+            raise SpiceNotFound(
+                f"no spice {handle!r} is visible at scan {scan!r} (its first anchor is later); "
+                "update at a later scan, or seed it at this one"
+            )
+        return base
+
+    def _new(
+        self,
+        type_name: str,
+        handle: str,
+        anchor: str,
+        revision: int,
+        parent: str | None,
+        data: Mapping[str, Any],
+        model: object,
+        author: str | None,
+        comment: str | None,
+    ) -> SpiceDocument:
+        frozen = freeze(data)
+        return SpiceDocument(
+            type=type_name,
+            handle=handle,
+            uuid=content_uuid(type_name, handle, anchor, revision, parent, frozen),
+            revision=revision,
+            anchor=anchor,
+            data=frozen,
+            parent=parent,
+            created=now_iso(),
+            author=author if author is not None else self.author,
+            comment=comment,
+            typed=model is not None,
+        )
+
+    def _write(self, doc: SpiceDocument, dry_run: bool) -> SpiceDocument:
+        if not doc.typed:
+            warnings.warn(
+                UntypedSpiceWarning(
+                    f"spice type {doc.type!r} is not registered, so {doc.handle!r} is "
+                    f"{'checked' if dry_run else 'stored'} untyped (no schema check); register "
+                    f"a schema with basinflow.spice.register_spice_type({doc.type!r}, Model) or "
+                    "import the recipe that declares it"
+                ),
+                stacklevel=3,
+            )
+        if dry_run:
+            return doc
+        return self.store.put(doc)
+
+    def __repr__(self) -> str:
+        return f"ProposalSpice({self.store!r})"
+
+    def _repr_html_(self) -> str:
+        return self.ls()._repr_html_()

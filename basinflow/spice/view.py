@@ -1,0 +1,441 @@
+"""Resolving spice at a scan, and the objects that show the result.
+
+The rule (DESIGN.md, Spice): for each handle, take the documents at the greatest anchor
+<= scan in *natural scan order* (``r9`` < ``r10``; the empty anchor comes first), and
+among them the highest revision. Two documents that share that top revision and say
+different things are a *conflict*: two people updated at once and nobody can tell which
+is meant, so :class:`~basinflow.errors.SpiceConflict` is raised until an explicit update
+by uuid writes a higher revision. Documents at the top revision that say the same thing
+(the same seed imported twice) are not a conflict; the oldest is used.
+
+The functions here are pure (documents in, answers out) so the rule is tested directly,
+with hypothesis, independently of any store.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from basinflow.catalog.keys import natural_key
+from basinflow.errors import SpiceConflict, SpiceNotFound
+from basinflow.spice.document import SpiceDocument, canonical_json, thaw
+from basinflow.spice.types import validate_spice_data
+
+Index = dict[str, dict[str, list[SpiceDocument]]]
+"""handle -> anchor -> documents."""
+
+
+def anchor_label(anchor: str) -> str:
+    """Human form of an anchor: ``''`` reads as "(first scan)"."""
+    return repr(anchor) if anchor else "'' (first scan)"
+
+
+def index_documents(docs: Iterable[SpiceDocument]) -> Index:
+    """Group documents by handle, then anchor."""
+    index: Index = defaultdict(lambda: defaultdict(list))
+    for doc in docs:
+        index[doc.handle][doc.anchor].append(doc)
+    return {h: dict(by_anchor) for h, by_anchor in index.items()}
+
+
+def _order(doc: SpiceDocument) -> tuple:
+    return (doc.created or "", doc.uuid)
+
+
+def top_documents(docs: Sequence[SpiceDocument]) -> list[SpiceDocument]:
+    """The documents at the highest revision, one per distinct content, oldest first.
+
+    More than one entry means a conflict.
+    """
+    if not docs:
+        return []
+    top = max(d.revision for d in docs)
+    distinct: dict[str, SpiceDocument] = {}
+    for doc in sorted((d for d in docs if d.revision == top), key=_order):
+        distinct.setdefault(canonical_json([doc.type, doc.data]), doc)
+    return list(distinct.values())
+
+
+def visible_anchor(anchors: Iterable[str], scan: str) -> str | None:
+    """The greatest anchor <= ``scan`` in natural order (``''`` is before every scan)."""
+    limit = natural_key(scan)
+    best: str | None = None
+    for anchor in anchors:
+        if (anchor == "" or natural_key(anchor) <= limit) and (
+            best is None or _anchor_key(anchor) > _anchor_key(best)
+        ):
+            best = anchor
+    return best
+
+
+def _anchor_key(anchor: str) -> tuple:
+    return (0,) if anchor == "" else (1, natural_key(anchor))
+
+
+def sorted_anchors(anchors: Iterable[str]) -> list[str]:
+    """Anchors in natural scan order, ``''`` first."""
+    return sorted(set(anchors), key=_anchor_key)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two or more different documents share the top revision of one handle at one anchor.
+
+    Resolve it with ``spice.update(<uuid of the one to keep>, ...)``.
+    """
+
+    handle: str
+    anchor: str
+    revision: int
+    documents: tuple[SpiceDocument, ...]
+
+    @property
+    def uuids(self) -> tuple[str, ...]:
+        return tuple(d.uuid for d in self.documents)
+
+    def message(self) -> str:
+        who = ", ".join(
+            f"{d.uuid} (by {d.author or 'unknown'}, {d.created or 'no date'})"
+            for d in self.documents
+        )
+        return (
+            f"spice {self.handle!r} at anchor {anchor_label(self.anchor)} has "
+            f"{len(self.documents)} different documents at revision {self.revision}: {who}; "
+            f"keep one with spice.update({self.documents[0].uuid!r}, ...) "
+            f"(CLI: basinflow spice update {self.documents[0].uuid} KEY=VALUE ...)"
+        )
+
+    def __str__(self) -> str:
+        return self.message()
+
+
+def find_conflicts(docs: Iterable[SpiceDocument] | Index) -> list[Conflict]:
+    """Every conflict in a set of documents, by handle then anchor (natural order)."""
+    index = docs if isinstance(docs, dict) else index_documents(docs)
+    out = []
+    for handle in sorted(index):
+        by_anchor = index[handle]
+        for anchor in sorted_anchors(by_anchor):
+            tops = top_documents(by_anchor[anchor])
+            if len(tops) > 1:
+                out.append(Conflict(handle, anchor, tops[0].revision, tuple(tops)))
+    return out
+
+
+def resolve_handle(index: Index, handle: str, scan: str) -> SpiceDocument | None:
+    """The document of ``handle`` visible at ``scan``, ``None`` if none is.
+
+    Raises
+    ------
+    SpiceConflict
+        Naming the uuids, when the visible anchor has a conflict.
+    """
+    by_anchor = index.get(handle)
+    if not by_anchor:
+        return None
+    anchor = visible_anchor(by_anchor, scan)
+    if anchor is None:
+        return None
+    tops = top_documents(by_anchor[anchor])
+    if len(tops) > 1:
+        raise SpiceConflict(Conflict(handle, anchor, tops[0].revision, tuple(tops)).message())
+    return tops[0]
+
+
+# --- what users see -------------------------------------------------------------------------
+class SpiceItem(Mapping[str, Any]):
+    """The parameters of one handle as seen at a scan.
+
+    Both ``item.beamEnergy`` and ``item["beamEnergy"]`` work. For a registered type the
+    values come from the validated pydantic model (defaults filled in, ``item.model`` is
+    the instance); for untyped spice they are the document's frozen data. A data field
+    whose name collides with a method or property here (``keys``, ``values``, ``items``,
+    ``get``, ``document``, ``model``, ``typed``) is reached by item access.
+    """
+
+    __slots__ = ("_document", "_model", "_values")
+
+    def __init__(self, document: SpiceDocument, model: BaseModel | None = None) -> None:
+        self._document = document
+        self._model = model
+        if model is not None:
+            values = {name: getattr(model, name) for name in type(model).model_fields}
+            values.update(model.model_extra or {})
+        else:
+            values = dict(document.data)
+        self._values = values
+
+    @property
+    def document(self) -> SpiceDocument:
+        """The whole document used (provenance records it)."""
+        return self._document
+
+    @property
+    def model(self) -> BaseModel | None:
+        """The validated model instance, ``None`` for untyped spice."""
+        return self._model
+
+    @property
+    def typed(self) -> bool:
+        return self._model is not None
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise SpiceNotFound(self._missing(name)) from None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(self._missing(name)) from None
+
+    def _missing(self, name: str) -> str:
+        return (
+            f"spice {self._document.handle!r} ({self._document.type}) has no field {name!r}; "
+            f"fields: {', '.join(self._values) or '(none)'}"
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | {k for k in self._values if k.isidentifier()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON-like)."""
+        if self._model is not None:
+            return self._model.model_dump(mode="json")
+        return thaw(self._values)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"<spice {self._document.label}: {fields}>"
+
+
+class SpiceView(Mapping[str, SpiceItem]):
+    """The spice visible at one scan, per handle.
+
+    ``view.rsm.beamEnergy`` and ``view["rsm"]["beamEnergy"]`` both work. ``documents``
+    gives the documents used, whole, so provenance can record exactly what was cooked
+    with. A handle that collides with a method here (``keys``, ``get``, ``documents``...)
+    is reached by item access.
+    """
+
+    def __init__(self, scan: str, items: Mapping[str, SpiceItem]) -> None:
+        self._scan = scan
+        self._items = dict(sorted(items.items()))
+
+    @classmethod
+    def resolve(cls, index: Index, scan: str, handles: Iterable[str] | None = None) -> SpiceView:
+        """Resolve every (or the given) handle at ``scan``.
+
+        Raises
+        ------
+        SpiceConflict
+            When a visible anchor has a conflict.
+        SpiceValidationError
+            When a visible document of a registered type does not match its schema.
+        """
+        wanted = sorted(index) if handles is None else list(handles)
+        items = {}
+        for handle in wanted:
+            doc = resolve_handle(index, handle, scan)
+            if doc is None:
+                if handles is not None:
+                    raise SpiceNotFound(
+                        f"no spice {handle!r} is visible at scan {scan!r}; "
+                        f"handles here: {', '.join(sorted(index)) or '(none)'}"
+                    )
+                continue
+            model = validate_spice_data(
+                doc.type, doc.data, what=f"spice document {doc.uuid} ({doc.label})"
+            )
+            items[handle] = SpiceItem(doc, model)
+        return cls(scan, items)
+
+    @property
+    def scan(self) -> str:
+        return self._scan
+
+    @property
+    def documents(self) -> tuple[SpiceDocument, ...]:
+        """The documents this view was resolved from."""
+        return tuple(item.document for item in self._items.values())
+
+    def provenance(self) -> list[dict[str, Any]]:
+        """The documents used, as plain dicts (what a referrer's ``/provenance`` records)."""
+        return [doc.to_dict() for doc in self.documents]
+
+    def of_type(self, type_name: str) -> dict[str, SpiceItem]:
+        """Items whose spice type is ``type_name`` (a recipe asks for types, not handles)."""
+        return {h: i for h, i in self._items.items() if i.document.type == type_name}
+
+    def __getitem__(self, handle: str) -> SpiceItem:
+        try:
+            return self._items[handle]
+        except KeyError:
+            raise SpiceNotFound(self._missing(handle)) from None
+
+    def __getattr__(self, handle: str) -> SpiceItem:
+        if handle.startswith("_"):
+            raise AttributeError(handle)
+        try:
+            return self._items[handle]
+        except KeyError:
+            raise AttributeError(self._missing(handle)) from None
+
+    def _missing(self, handle: str) -> str:
+        return (
+            f"no spice {handle!r} is visible at scan {self._scan!r}; "
+            f"visible: {', '.join(self._items) or '(none)'}"
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._items))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per handle: handle, type, typed, revision, anchor, uuid, data."""
+        return [
+            {
+                "handle": h,
+                "type": i.document.type,
+                "typed": i.typed,
+                "revision": i.document.revision,
+                "anchor": i.document.anchor,
+                "uuid": i.document.uuid,
+                "data": i.to_dict(),
+            }
+            for h, i in self._items.items()
+        ]
+
+    def __repr__(self) -> str:
+        lines = [f"spice at scan {self._scan!r}:"]
+        for row in self.rows():
+            anchor = row["anchor"] or "(first scan)"
+            typed = "" if row["typed"] else " untyped"
+            lines.append(
+                f"  {row['handle']} ({row['type']}{typed}) r{row['revision']} @{anchor} "
+                f"{row['uuid'][:8]}: {row['data']}"
+            )
+        if not self._items:
+            lines.append("  (none)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(
+            f"<th>{c}</th>" for c in ("handle", "type", "revision", "anchor", "uuid", "data")
+        )
+        body = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (
+                    r["handle"],
+                    r["type"] + ("" if r["typed"] else " (untyped)"),
+                    r["revision"],
+                    r["anchor"] or "(first scan)",
+                    r["uuid"][:8],
+                    r["data"],
+                )
+            )
+            + "</tr>"
+            for r in self.rows()
+        )
+        title = html.escape(f"spice at scan {self._scan}")
+        return f"<table><caption>{title}</caption><tr>{head}</tr>{body}</table>"
+
+
+@dataclass(frozen=True)
+class SpiceCell:
+    """One cell of :class:`SpiceTable`: the top of one handle at one anchor."""
+
+    revision: int
+    uuids: tuple[str, ...]
+    type: str
+
+    @property
+    def conflict(self) -> bool:
+        return len(self.uuids) > 1
+
+    def __str__(self) -> str:
+        if self.conflict:
+            return f"CONFLICT r{self.revision} ({', '.join(u[:8] for u in self.uuids)})"
+        return f"r{self.revision} {self.uuids[0][:8]}"
+
+
+@dataclass(frozen=True)
+class SpiceTable:
+    """Anchor x handle overview of a proposal's spice (``spice.ls()``).
+
+    Rows are anchors in natural scan order, columns handles; a cell shows the top
+    revision there and its uuid, or the conflict. Printed as text; shown as an HTML table
+    in Jupyter.
+    """
+
+    anchors: tuple[str, ...]
+    handles: tuple[str, ...]
+    cells: Mapping[tuple[str, str], SpiceCell]
+
+    @classmethod
+    def from_index(cls, index: Index) -> SpiceTable:
+        cells = {}
+        for handle, by_anchor in index.items():
+            for anchor, docs in by_anchor.items():
+                tops = top_documents(docs)
+                cells[(anchor, handle)] = SpiceCell(
+                    tops[0].revision, tuple(d.uuid for d in tops), tops[0].type
+                )
+        anchors = tuple(sorted_anchors(a for a, _ in cells))
+        return cls(anchors, tuple(sorted(index)), cells)
+
+    def rows(self) -> list[dict[str, str]]:
+        """One dict per anchor: ``{"anchor": ..., <handle>: <cell text or ''>}``."""
+        return [
+            {"anchor": a}
+            | {h: str(self.cells[(a, h)]) if (a, h) in self.cells else "" for h in self.handles}
+            for a in self.anchors
+        ]
+
+    def __repr__(self) -> str:
+        if not self.handles:
+            return "(no spice)"
+        header = ["anchor", *self.handles]
+        rows = [[r["anchor"] or "(first scan)", *(r[h] for h in self.handles)] for r in self.rows()]
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+
+        def line(values: Sequence[str]) -> str:
+            return "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+        return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ("anchor", *self.handles))
+        body = []
+        for r in self.rows():
+            cells = [html.escape(r["anchor"] or "(first scan)")]
+            for h in self.handles:
+                text = html.escape(r[h])
+                if text.startswith("CONFLICT"):
+                    text = f'<span style="color:#c00;font-weight:bold">{text}</span>'
+                cells.append(text)
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        return f"<table><tr>{head}</tr>{''.join(body)}</table>"
