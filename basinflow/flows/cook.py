@@ -1,0 +1,389 @@
+"""The ``cook`` flow: the scans of one proposal, one Prefect task per scan.
+
+``cook`` plans first (one task that reads output metadata and raw pins, never frames),
+reports up-to-date scans as skipped, and only then starts or connects to the Dask cluster
+and cooks the rest in ``cook-batch`` sub-flows of at most ``batch_size`` task runs each.
+A scan that fails for a reason of its own fails its task; the others finish; the flow
+then fails with :class:`ScansFailed`, which carries every result.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prefect import flow, tags, task
+from prefect.context import TagsContext, get_run_context
+from prefect.futures import as_completed
+from prefect.tasks import exponential_backoff
+from pydantic import SecretStr
+
+from basinflow.config import Config, load_config
+from basinflow.errors import FlowError
+from basinflow.flows import artifacts
+from basinflow.flows.cluster import dask_cluster, task_runner
+from basinflow.tasks import batch
+
+#: Called with each CookResult as it arrives (set by :func:`basinflow.flows.run.cook_proposal`).
+PROGRESS: contextvars.ContextVar[Callable[[Any], None] | None] = contextvars.ContextVar(
+    "basinflow_progress", default=None
+)
+QUICKLOOKS = 3
+#: The progress artifact is updated at most this often (and when the last scan is done).
+PROGRESS_SECONDS = 1.0
+
+
+class ScansFailed(FlowError):
+    """Some scans failed; ``results`` holds every scan's CookResult."""
+
+    def __init__(self, message: str, results: list):
+        super().__init__(message)
+        self.results = results
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.results))
+
+
+# --- parameters ---------------------------------------------------------------------------
+def config_parameter(config: Config | str | Any) -> str | dict[str, Any]:
+    """What to pass as a flow's ``config`` parameter: a path, or the config as a dict with
+    credential-looking storage options wrapped in :class:`SecretStr` (the API sees ``****``)."""
+    if not isinstance(config, Config):
+        return str(config)
+    data = config.model_dump()
+    for rc in data["repositories"].values():
+        rc["storage_options"] = _secretize(rc["storage_options"])
+    return data
+
+
+def _secretize(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: SecretStr(v) if isinstance(v, str) and batch.is_secret_key(k) else _secretize(v)
+            for k, v in value.items()
+        }
+    return value
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Mapping):
+        return {k: _reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reveal(v) for v in value]
+    return value
+
+
+def load(config: str | Mapping[str, Any] | Config) -> Config:
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        return Config.model_validate(_reveal(config))
+    return load_config(config)
+
+
+def settings_parameter(config: Config, repository: str) -> dict[str, Any]:
+    """A repository's settings for task arguments (secrets wrapped as in ``config_parameter``)."""
+    data = config.repository(repository).model_dump()
+    data["storage_options"] = _secretize(data["storage_options"])
+    return data
+
+
+def run_tags(repository: str, proposal: str, recipe: str) -> tuple[str, ...]:
+    return ("basinflow", f"repository:{repository}", f"proposal:{proposal}", f"recipe:{recipe}")
+
+
+def _flow_run_id() -> str | None:
+    try:
+        return str(get_run_context().flow_run.id)
+    except Exception:  # noqa: BLE001 - outside a flow run
+        return None
+
+
+def _notify(result: Any) -> None:
+    cb = PROGRESS.get()
+    if cb is not None:
+        cb(result)
+
+
+# --- tasks ----------------------------------------------------------------------------------
+def _retry_transient(task, task_run, state) -> bool:
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None:
+        try:
+            exc = state.result(raise_on_failure=False)
+        except Exception:  # noqa: BLE001 - no result to look at
+            return False
+    return isinstance(exc, BaseException) and batch.is_transient(exc)
+
+
+@task(name="plan", task_run_name="plan/{proposal}/{recipe}")
+def plan_task(
+    settings: dict[str, Any], repository: str, proposal: str, scans: list[str] | None, recipe: str
+) -> tuple[list[str], dict[str, str]]:
+    """Which scans need cooking (reads metadata only)."""
+    return batch.stale_scans(_reveal(settings), repository, proposal, scans, recipe)
+
+
+@task(
+    name="cook-scans",
+    task_run_name="{proposal}/{label}/{recipe}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_transient,
+)
+def cook_scans_task(
+    settings: dict[str, Any],
+    repository: str,
+    proposal: str,
+    scans: list[str],
+    recipe: str,
+    force: bool = False,
+    flow_run_id: str | None = None,
+    label: str = "",
+):
+    """Cook one scan (or a small batch) on the cluster; each scan's Dask graph runs through
+    the worker's client. Fails (with every result attached) if any scan failed."""
+    return batch.cook_scans(
+        _reveal(settings),
+        repository,
+        proposal,
+        scans,
+        recipe,
+        strict=True,
+        force=force,
+        flow_run_id=flow_run_id,
+    )
+
+
+def auto_scans_per_task(n: int, threads: int) -> int:
+    """One scan per task while there are few per worker thread; else small batches so that
+    each thread gets about four tasks (Prefect's per-task cost on Dask is ~0.1 s here),
+    at most 25 scans per task."""
+    per_thread = 4 * max(1, threads)
+    if n <= per_thread:
+        return 1
+    return min(25, math.ceil(n / per_thread))
+
+
+def _label(chunk: list[str]) -> str:
+    return chunk[0] if len(chunk) == 1 else f"{chunk[0]}..{chunk[-1]}"
+
+
+@task(name="quicklook", task_run_name="quicklook/{proposal}")
+def quicklook_task(settings: dict[str, Any], repository: str, proposal: str, outputs: list):
+    return [
+        (scan, batch.quicklook_png(_reveal(settings), repository, url), url)
+        for scan, url in outputs
+    ]
+
+
+# --- flows ----------------------------------------------------------------------------------
+@flow(
+    name="cook-batch",
+    flow_run_name="cook/{repository}/{proposal}/{recipe}/batch-{index}",
+    validate_parameters=False,
+)
+def cook_batch(
+    settings: dict[str, Any],
+    repository: str,
+    proposal: str,
+    scans: list[str],
+    recipe: str,
+    force: bool = False,
+    index: int = 0,
+    progress_id: str | None = None,
+    done_before: int = 0,
+    total: int | None = None,
+    per_task: int = 1,
+) -> list:
+    """Cook ``scans`` (at most ``batch_size`` of them), ``per_task`` scans per task run;
+    never raises for a scan."""
+    total = total or len(scans)
+    run_id = _flow_run_id()
+    per = max(1, per_task)
+    chunks = [scans[i : i + per] for i in range(0, len(scans), per)]
+    futures = {}
+    # Task runs carry no tags (the flow runs do): every tag would cost each task run a
+    # concurrency-slot round trip to the API.
+    with TagsContext(current_tags=set()):
+        for chunk in chunks:
+            fut = cook_scans_task.submit(
+                settings, repository, proposal, chunk, recipe, force, run_id, _label(chunk)
+            )
+            futures[fut.task_run_id] = (chunk, fut)
+    results = {}
+    done = done_before
+    shown = time.monotonic()
+    for fut in as_completed([f for _, f in futures.values()]):
+        chunk = futures[fut.task_run_id][0]
+        for r in _results_of(fut, proposal, chunk, recipe):
+            results[r.scan] = r
+            done += 1
+            _notify(r)
+        if time.monotonic() - shown > PROGRESS_SECONDS or done == total:
+            artifacts.set_progress(progress_id, done, total)
+            shown = time.monotonic()
+    return [results[s] for s in scans]
+
+
+def _results_of(fut, proposal: str, chunk: list[str], recipe: str) -> list:
+    fut.wait()
+    state = fut.state
+    if state.is_completed():
+        return fut.result()
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, batch.BatchFailed):
+        return exc.results
+    reason = batch.reason_of(exc) if isinstance(exc, BaseException) else str(state.message)
+    return [batch.failed_result(proposal, s, recipe, reason) for s in chunk]
+
+
+@flow(
+    name="cook",
+    flow_run_name="cook/{repository}/{proposal}/{recipe}",
+    validate_parameters=False,
+)
+def cook(
+    config: str | dict[str, Any],
+    repository: str,
+    proposal: str,
+    scans: list[str] | None = None,
+    recipe: str = "rsm",
+    force: bool = False,
+    cluster_address: str | None = None,
+    batch_size: int | None = None,
+    quicklooks: int = QUICKLOOKS,
+    scans_per_task: int | None = None,
+) -> list:
+    """Cook the scans of one proposal (all when ``scans`` is None) with ``recipe``.
+
+    Up-to-date outputs are skipped unless ``force``. ``scans_per_task`` (default: one while
+    there are few scans per worker thread, else small batches) groups scans into task runs.
+    Returns every scan's CookResult;
+    raises :class:`ScansFailed` (with the results) if any scan failed.
+    """
+    cfg = load(config)
+    settings = settings_parameter(cfg, repository)
+    limit = batch_size or cfg.batch_size
+    title = f"cook/{repository}/{proposal}/{recipe}"
+    with tags(*run_tags(repository, proposal, recipe)):
+        if force:
+            todo = (
+                list(scans)
+                if scans is not None
+                else batch.list_scans(cfg.repository(repository).model_dump(), repository, proposal)
+            )
+            fresh: dict[str, str] = {}
+        else:
+            todo, fresh = plan_task(settings, repository, proposal, scans, recipe)
+        results = {s: batch.skipped_result(proposal, s, recipe, u) for s, u in fresh.items()}
+        for r in results.values():
+            _notify(r)
+        if todo:
+            results.update(
+                _cook_todo(
+                    cfg,
+                    settings,
+                    repository,
+                    proposal,
+                    todo,
+                    recipe,
+                    force,
+                    limit,
+                    cluster_address,
+                    title,
+                    scans_per_task,
+                )
+            )
+    order = todo + [s for s in fresh if s not in todo]
+    out = [results[s] for s in _natural(order)]
+    _report(out, settings, repository, proposal, recipe, title, quicklooks)
+    failed = [r for r in out if r.status == "failed"]
+    if failed:
+        names = ", ".join(f"{r.scan} ({r.reason})" for r in failed[:10])
+        raise ScansFailed(f"{len(failed)} of {len(out)} scans failed: {names}", out)
+    return out
+
+
+def _natural(keys: list[str]) -> list[str]:
+    from basinflow.catalog import natural_sorted
+
+    return list(natural_sorted(keys))
+
+
+def _threads(address: str) -> int:
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        return sum(client.nthreads().values())
+
+
+def _cook_todo(
+    cfg, settings, repository, proposal, todo, recipe, force, limit, address, title, per_task
+):
+    key = artifacts.artifact_key("progress", repository, proposal, recipe)
+    progress_id = artifacts.progress(key, f"{title}: {len(todo)} scans to cook")
+    results = {}
+    with dask_cluster(cfg.cluster, address) as addr:
+        runner = task_runner(addr)
+        for i in range(0, len(todo), limit):
+            chunk = todo[i : i + limit]
+            sub = cook_batch.with_options(task_runner=runner)
+            for r in sub(
+                settings,
+                repository,
+                proposal,
+                chunk,
+                recipe,
+                force,
+                i // limit,
+                str(progress_id),
+                i,
+                len(todo),
+            ):
+                results[r.scan] = r
+    return results
+
+
+def _report(results, settings, repository, proposal, recipe, title, quicklooks) -> None:
+    artifacts.results_table(
+        results, key=artifacts.artifact_key("cook", repository, proposal, recipe), title=title
+    )
+    cooked = [(r.scan, r.output) for r in results if r.status == "cooked" and r.output]
+    if cooked and quicklooks > 0:
+        images = quicklook_task(settings, repository, proposal, cooked[:quicklooks])
+        artifacts.quicklook(
+            images,
+            key=artifacts.artifact_key("quicklook", repository, proposal, recipe),
+            title=f"quicklook {title}",
+        )
+
+
+def results_of(state) -> list:
+    """CookResults from a finished ``cook`` flow run's state (completed or ScansFailed)."""
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, ScansFailed):
+        return value.results
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+__all__ = [
+    "PROGRESS",
+    "ScansFailed",
+    "auto_scans_per_task",
+    "config_parameter",
+    "cook",
+    "cook_batch",
+    "cook_scans_task",
+    "load",
+    "plan_task",
+    "results_of",
+]

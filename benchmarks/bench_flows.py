@@ -1,0 +1,186 @@
+"""B5 and B7: what the cook flow costs on top of the work itself.
+
+B5  200 small scans through the ``cook`` flow (Prefect tasks on a Dask cluster, force) vs a
+    plain ``dask.compute`` of the same per-scan work on the same cluster: overhead per scan
+    (target <= 15 ms).
+B7  rerun with nothing new for 200 scans: wall time (target <= 2 s) and frame bytes read
+    (target 0; reported from the results, plus the process's read syscalls as an upper bound
+    on all I/O, metadata included).
+
+    .venv/bin/python benchmarks/bench_flows.py [--scans 200] [--workers 2]
+
+Prints a Markdown table with machine info. Uses PREFECT_API_URL when set, else the embedded
+server (its start-up is reported separately, not counted in B5/B7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+
+def _io_read() -> int:
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _setup(root: Path, n: int) -> Path:
+    import yaml
+
+    from basinflow import samples
+    from basinflow.catalog import Repository
+
+    shape = (16, 32)
+    spec = samples.SampleSpec(
+        proposals={"p1": tuple(f"{i:04d}" for i in range(n))},
+        ntheta=2,
+        layouts=("nexus",),
+        detector_shape=shape,
+    )
+    samples.generate(root / "data", spec)
+    cfg = root / "bench.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "repositories": {
+                    "bench": {
+                        "raw": f"file://{root}/data/nexus/{{proposal}}/{{scan}}.h5#entry",
+                        "spice": f"file://{root}/data/spice/{{proposal}}",
+                        "output": f"file://{root}/out/{{proposal}}/{{scan}}/{{recipe}}-{{spice}}.h5",
+                    }
+                }
+            }
+        )
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Repository.from_config(cfg, "bench")["p1"].spice.seed("rsm", **samples.rsm_spice(shape))
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scans", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    home = tempfile.mkdtemp(prefix="basinflow-bench-prefect-")
+    os.environ.setdefault("PREFECT_HOME", home)
+    from basinflow.flows.runtime import configure_environment
+
+    configure_environment()
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from basinflow.config import load_config
+    from basinflow.flows.run import cook_proposal
+    from basinflow.flows.runtime import prefect_api
+    from basinflow.tasks import batch
+
+    root = Path(tempfile.mkdtemp(prefix="basinflow-bench-"))
+    t = time.perf_counter()
+    cfg_path = _setup(root, args.scans)
+    setup_s = time.perf_counter() - t
+    settings = load_config(cfg_path).repository("bench").model_dump()
+    scans = batch.list_scans(settings, "bench", "p1")
+
+    rows = []
+    with (
+        LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        addr = cluster.scheduler_address
+
+        def plain() -> float:
+            t0 = time.perf_counter()
+            tasks = [
+                dask.delayed(batch.cook_scans, pure=False)(
+                    settings, "bench", "p1", [s], "rsm", force=True
+                )
+                for s in scans
+            ]
+            out = dask.compute(*tasks, scheduler=client)
+            dt = time.perf_counter() - t0
+            assert all(r[0].status == "cooked" for r in out), out[:3]
+            return dt
+
+        plain()  # warm the workers (imports, numba JIT)
+        t = time.perf_counter()
+        with prefect_api() as api:
+            server_s = time.perf_counter() - t
+            cook_proposal(
+                cfg_path, "bench", "p1", scans[:4], "rsm", force=True, cluster_address=addr
+            )  # warm the flow path
+            base = plain()
+            t0 = time.perf_counter()
+            res = cook_proposal(
+                cfg_path, "bench", "p1", None, "rsm", force=True, cluster_address=addr
+            )
+            flow_s = time.perf_counter() - t0
+            assert all(r.status == "cooked" for r in res), [r for r in res if r.status != "cooked"][
+                :3
+            ]
+            per = (flow_s - base) / len(scans) * 1000
+            rows.append(
+                (
+                    "B5",
+                    f"{len(scans)} scans, cook flow (force) vs plain dask.compute",
+                    f"flow {flow_s:.2f} s, dask {base:.2f} s",
+                    f"{per:.1f} ms/scan overhead",
+                    "<= 15 ms/scan",
+                    "pass" if per <= 15 else "FAIL",
+                )
+            )
+
+            io0 = _io_read()
+            t0 = time.perf_counter()
+            res = cook_proposal(cfg_path, "bench", "p1", None, "rsm", cluster_address=addr)
+            rerun_s = time.perf_counter() - t0
+            io = _io_read() - io0
+            frames = sum(r.bytes_read for r in res)
+            skipped = sum(r.status == "skipped" for r in res)
+            rows.append(
+                (
+                    "B7",
+                    f"rerun, nothing new, {len(scans)} scans",
+                    f"{skipped}/{len(res)} skipped",
+                    f"{rerun_s:.2f} s, frame bytes {frames}, all reads {io / 1e6:.1f} MB",
+                    "<= 2 s, 0 frame bytes",
+                    "pass" if rerun_s <= 2 and frames == 0 else "FAIL",
+                )
+            )
+
+    import prefect
+
+    print(f"# bench_flows ({time.strftime('%Y-%m-%d %H:%M')})\n")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, prefect {prefect.__version__}, "
+        f"dask {dask.__version__}; cluster: {args.workers} processes x 1 thread; "
+        f"API {'embedded' if 'PREFECT_API_URL' not in os.environ else api} "
+        f"(start-up {server_s:.1f} s); sample setup {setup_s:.1f} s\n"
+    )
+    print("| id | case | measured | result | target | |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Fixtures for the flows: a real Prefect server and a Dask cluster as processes, on loopback.
+
+* ``prefect_server`` (session): the embedded Prefect server (uvicorn subprocess, SQLite in
+  the session's PREFECT_HOME) with its scheduler on, so interval deployments create runs;
+  ``PREFECT_API_URL`` points at it for the session (settings context and environment).
+* ``dask_address`` (session): ``dask scheduler`` and two ``dask worker`` processes.
+* ``make_repo``: a small sample repository with rsm spice and a config file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from basinflow import samples
+from basinflow.testing.servers import free_port
+
+os.environ.setdefault("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "1")
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from basinflow.flows.runtime import EmbeddedServer
+
+    with EmbeddedServer(services=True) as server:
+        os.environ["PREFECT_API_URL"] = server.api_url
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+                yield server
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+
+
+def _dask(*args: str) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("dask")
+    return subprocess.Popen(
+        [str(exe), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ
+    )
+
+
+@pytest.fixture(scope="session")
+def dask_address(prefect_server):
+    """A ``dask scheduler`` and two single-thread ``dask worker`` processes."""
+    from distributed import Client
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    procs = [
+        _dask(
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            address.rsplit(":", 1)[1],
+            "--dashboard-address",
+            ":0",
+        )
+    ]
+    try:
+        for _ in range(2):
+            procs.append(
+                _dask(
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--no-nanny",
+                    "--host",
+                    "127.0.0.1",
+                )
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(address, timeout=5) as c:
+                    c.wait_for_workers(2, timeout=60)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def write_config(path: Path, raw: str, spice: str, output: str, **extra) -> Path:
+    import yaml
+
+    repo = {"raw": raw, "spice": spice, "output": output}
+    repo.update(extra.pop("repo", {}))
+    # threads in-process by default: quick to start; the process cases use ``dask_address``
+    data = {"repositories": {"demo": repo}, "cluster": {"workers": 2, "processes": False}}
+    data.update(extra)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def make_repo(tmp_path):
+    """``make(scans=("1","2"), **config extras) -> (config path, data root)``."""
+
+    def make(scans=("1", "2"), proposal="p1", **extra):
+        root = tmp_path / "data"
+        samples.generate(
+            root, samples.SampleSpec(proposals={proposal: scans}, ntheta=3, layouts=("nexus",))
+        )
+        cfg = write_config(
+            tmp_path / "basinflow.yaml",
+            raw=f"file://{root}/nexus/{{proposal}}/{{scan}}.h5#entry",
+            spice=f"file://{root}/spice/{{proposal}}",
+            output=f"file://{tmp_path}/out/{{proposal}}/{{scan}}/{{recipe}}-{{spice}}.h5",
+            **extra,
+        )
+        seed(cfg, proposal)
+        return cfg, root
+
+    return make
+
+
+def seed(cfg: Path, proposal: str) -> None:
+    import warnings
+
+    from basinflow.catalog import Repository
+
+    repo = Repository.from_config(cfg, "demo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        repo[proposal].spice.seed("rsm", **samples.rsm_spice())
+
+
+def add_scan(root: Path, proposal: str, scan: str, tmp: Path) -> Path:
+    """Write one more nexus scan into ``root`` (generated elsewhere, moved in whole)."""
+    import shutil
+
+    other = tmp / f"extra-{scan}"
+    samples.generate(
+        other, samples.SampleSpec(proposals={proposal: (scan,)}, ntheta=3, layouts=("nexus",))
+    )
+    dest = root / "nexus" / proposal / f"{scan}.h5"
+    shutil.move(other / "nexus" / proposal / f"{scan}.h5", dest)
+    return dest

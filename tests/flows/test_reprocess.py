@@ -1,0 +1,63 @@
+"""reprocess: many proposals, one cook sub-flow each, batches of at most batch_size tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from .conftest import seed
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def test_reprocess_batches_subflows(make_repo, dask_address, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from basinflow import samples
+    from basinflow.flows.cook import results_of
+    from basinflow.flows.runtime import prefect_api
+    from basinflow.flows.watch import reprocess, watch
+
+    cfg, root = make_repo(("1", "2"), batch_size=1)
+    samples.generate(
+        root, samples.SampleSpec(proposals={"p2": ("7",)}, ntheta=3, layouts=("nexus",))
+    )
+    seed(cfg, "p2")
+    t0 = datetime.now(UTC)
+    with prefect_api():
+        state = reprocess(str(cfg), "demo", None, "rsm", False, dask_address, return_state=True)
+        results = results_of(state)
+        assert sorted((r.proposal, r.scan, r.status) for r in results) == [
+            ("p1", "1", "cooked"),
+            ("p1", "2", "cooked"),
+            ("p2", "7", "cooked"),
+        ]
+        quiet = watch(str(cfg), "demo", None, "rsm", dask_address)
+        assert quiet == []  # nothing new or stale: no cook sub-flows, no cluster work
+
+    async def runs():
+        async with get_client() as client:
+            flow_runs = await client.read_flow_runs()
+            tasks = await client.read_task_runs()
+            return flow_runs, tasks
+
+    flow_runs, tasks = asyncio.run(runs())
+    mine = {
+        r.id: r.name
+        for r in flow_runs
+        if r.name.startswith(("cook/demo/p1", "cook/demo/p2")) and r.created >= t0
+    }
+    per_run = Counter(
+        mine[t.flow_run_id]
+        for t in tasks
+        if t.flow_run_id in mine and t.name.startswith(("p1/", "p2/"))
+    )
+    assert per_run and max(per_run.values()) <= 1, per_run
+    assert {
+        "cook/demo/p1/rsm/batch-0",
+        "cook/demo/p1/rsm/batch-1",
+        "cook/demo/p2/rsm/batch-0",
+    } <= set(mine.values())
