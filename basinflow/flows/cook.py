@@ -31,7 +31,7 @@ from basinflow.tasks import batch
 PROGRESS: contextvars.ContextVar[Callable[[Any], None] | None] = contextvars.ContextVar(
     "basinflow_progress", default=None
 )
-QUICKLOOKS = 3
+QUICKLOOKS = 1
 #: The progress artifact is updated at most this often (and when the last scan is done).
 PROGRESS_SECONDS = 1.0
 
@@ -332,6 +332,7 @@ def _cook_todo(
     results = {}
     with dask_cluster(cfg.cluster, address) as addr:
         runner = task_runner(addr)
+        per = per_task or auto_scans_per_task(min(len(todo), limit), _threads(addr))
         for i in range(0, len(todo), limit):
             chunk = todo[i : i + limit]
             sub = cook_batch.with_options(task_runner=runner)
@@ -346,6 +347,7 @@ def _cook_todo(
                 str(progress_id),
                 i,
                 len(todo),
+                per,
             ):
                 results[r.scan] = r
     return results
@@ -357,7 +359,8 @@ def _report(results, settings, repository, proposal, recipe, title, quicklooks) 
     )
     cooked = [(r.scan, r.output) for r in results if r.status == "cooked" and r.output]
     if cooked and quicklooks > 0:
-        images = quicklook_task(settings, repository, proposal, cooked[:quicklooks])
+        with TagsContext(current_tags=set()):  # no concurrency-slot round trip (see above)
+            images = quicklook_task(settings, repository, proposal, cooked[:quicklooks])
         artifacts.quicklook(
             images,
             key=artifacts.artifact_key("quicklook", repository, proposal, recipe),

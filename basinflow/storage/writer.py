@@ -139,7 +139,16 @@ def encode_block(
 
 
 # --- running ------------------------------------------------------
+_LOCAL_SCHEDULERS = {"sync", "synchronous", "single-threaded", "threads", "threading",
+                     "processes", "multiprocessing"}
+
+
 def _client():
+    """The distributed client to run blocks on, unless the caller chose a local scheduler
+    (``dask.config.set(scheduler="sync")``): a small scan cooked inside a worker task must
+    not queue blocks behind that very task on a one-thread worker."""
+    if dask.config.get("scheduler", None) in _LOCAL_SCHEDULERS:
+        return None
     try:
         from distributed import get_client
 

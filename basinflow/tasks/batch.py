@@ -26,6 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import dask
+import numpy as np
+
 from basinflow.errors import Error, StorageError, UnreachableError
 
 if TYPE_CHECKING:
@@ -173,9 +176,29 @@ def failed_result(proposal: str, scan: str, recipe: str, reason: str, seconds: f
 
 
 # --- running --------------------------------------------------------------------------------
+#: Scans whose frames are at most this large are cooked inside their task with Dask's
+#: synchronous scheduler: for them the round trips of a worker client cost more than the
+#: cooking. Larger scans spread their chunks over the cluster.
+SMALL_SCAN_BYTES = 256 * 2**20
+
+
+def scan_bytes(scan: Any) -> int:
+    """Uncompressed frame bytes of a scan, from its summary (metadata only)."""
+    s = scan.summary
+    n = s["frames"]
+    for d in s["detector"]:
+        n *= d
+    return n * np.dtype(s["dtype"]).itemsize
+
+
 @contextmanager
 def cluster_scheduler(use_cluster: bool = True) -> Iterator[None]:
-    """Inside a Dask worker: run Dask graphs on the worker's cluster (seceded)."""
+    """Inside a Dask worker: run Dask graphs on the worker's cluster (seceded), or, for
+    ``use_cluster=False``, in this thread with the synchronous scheduler."""
+    if not use_cluster:
+        with dask.config.set(scheduler="sync"):
+            yield
+        return
     if use_cluster:
         try:
             from distributed import get_worker, worker_client
@@ -200,19 +223,21 @@ def cook_scan(
     force: bool = False,
     flow_run_id: str | None = None,
     overrides: Mapping[str, Any] | None = None,
-    use_cluster: bool = True,
+    use_cluster: bool | None = None,
 ) -> CookResult:
     """Cook one scan; transient errors propagate, others raise :class:`ScanFailed`.
 
     ``use_cluster`` (inside a Dask worker): run the scan's graph through the worker's
-    client, seceded. Keep it on: the referrer writer submits its blocks with
-    ``get_client()`` and would block a single-thread worker otherwise.
+    client, seceded (large scans), or synchronously inside this task (small scans, see
+    :data:`SMALL_SCAN_BYTES`); ``None`` chooses by size.
     """
     from basinflow.tasks.cook import cook
 
     t0 = time.perf_counter()
     try:
         s = get_scan(settings, name, proposal, scan)
+        if use_cluster is None:
+            use_cluster = scan_bytes(s) > SMALL_SCAN_BYTES
         with cluster_scheduler(use_cluster):
             result = cook(s, recipe, force=force, flow_run_id=flow_run_id, **dict(overrides or {}))
     except Exception as exc:
