@@ -7,6 +7,7 @@ a Python identifier made from a key, for attribute access and tab completion.
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import Iterable, Mapping
 
@@ -43,10 +44,13 @@ def is_valid_key(key: object) -> bool:
 
 def handle_of(key: str, prefix: str = "r") -> str:
     """Python identifier for ``key``: invalid characters become ``_``; a letter prefix
-    is added when the key does not start with a letter (``20210205`` -> ``p20210205``)."""
+    is added when the key does not start with a letter (``20210205`` -> ``p20210205``);
+    Python keywords get a trailing ``_`` (``class`` -> ``class_``)."""
     handle = _NOT_IDENT.sub("_", key)
     if not handle[:1].isalpha():
         handle = prefix + handle
+    if keyword.iskeyword(handle):
+        handle += "_"
     return handle
 
 

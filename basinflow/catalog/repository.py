@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from basinflow.catalog.keys import handle_map, natural_sorted, validate_key
+from basinflow.catalog.keys import handle_map, handle_of, natural_sorted, validate_key
 from basinflow.catalog.listing import list_keys
 from basinflow.catalog.template import Template
 from basinflow.errors import ProposalNotFound, ScanNotFound
@@ -49,10 +49,15 @@ class _Keyed:
         validate_key(key, self._what)
         keys = self.keys()
         if key not in keys:
-            key = self._handles.get(key, key)
+            key = self._key_of_handle(key) or key
         if key not in keys:
             near = [k for k in keys if key.lower() in k.lower()][:5]
-            hint = f"; did you mean {', '.join(near)}?" if near else f" ({len(keys)} known)"
+            hint = (
+                f"; did you mean {', '.join(near)}?"
+                if near
+                else f" ({len(keys)} known); check the key, list the known ones with "
+                f".keys(), or call .refresh() if it was written since the last listing"
+            )
             raise self._not_found(f"no {self._what} {key!r} in {self}{hint}")
         if key not in self._children:
             self._children[key] = self._make(key)
@@ -61,13 +66,31 @@ class _Keyed:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        handles = self._handles
-        if name in handles:
-            return self[handles[name]]
+        key = self._key_of_handle(name)
+        if key is not None:
+            return self[key]
         raise AttributeError(f"{type(self).__name__} has no attribute or {self._what} {name!r}")
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._handles))
+        # tab completion must not raise: on a handle collision offer the handles that are
+        # unambiguous; attribute access to the ambiguous one raises HandleCollisionError
+        handles = {h for h, n in self._handle_counts().items() if n == 1}
+        return sorted(set(super().__dir__()) | handles)
+
+    def _handle_counts(self) -> dict[str, int]:
+        """handle -> how many keys map to it (never raises, unlike ``_handles``)."""
+        counts: dict[str, int] = {}
+        for k in self.keys():
+            h = handle_of(k, self._prefix)
+            counts[h] = counts.get(h, 0) + 1
+        return counts
+
+    def _key_of_handle(self, name: str) -> str | None:
+        """The one key whose handle is ``name``; raises if two keys share it."""
+        keys = [k for k in self.keys() if handle_of(k, self._prefix) == name]
+        if len(keys) > 1:
+            handle_map(keys, self._prefix)  # raises HandleCollisionError naming both keys
+        return keys[0] if keys else None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -79,7 +102,7 @@ class _Keyed:
         return key in self.keys()
 
     def _drop_cache(self) -> None:
-        for name in ("_handles", "_children", "_keys"):
+        for name in ("_handles", "_children", "_keys", "_detected_layout"):
             self.__dict__.pop(name, None)
 
 
@@ -288,7 +311,12 @@ class Scan:
         repo = self.repository
         name = repo.layout
         if name == "auto":
-            name = layouts.detect(self.path_url, self.fragment, self.storage_options)
+            # one template is one file family: detect on the first scan read, not on every
+            # scan (detection opens the file, which costs requests on remote storage)
+            name = repo.__dict__.get("_detected_layout")
+            if name is None:
+                name = layouts.detect(self.path_url, self.fragment, self.storage_options)
+                repo.__dict__["_detected_layout"] = name
         layout = layouts.layout_class(name)(**repo.layout_options)
         return layout.read(self.path_url, self.fragment, self.storage_options).validate()
 

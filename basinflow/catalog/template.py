@@ -18,7 +18,8 @@ from basinflow.errors import TemplateError, UnknownSchemeError
 
 SCHEMES = ("file", "memory", "http", "https", "s3")
 _FIELD = re.compile(r"\{([^{}]*)\}")
-_KEYCHARS = r"[A-Za-z0-9_][A-Za-z0-9._-]*?"
+# what validate_key accepts (it also refuses '..' and a leading '.'; listing filters those)
+_KEYCHARS = r"[A-Za-z0-9_-][A-Za-z0-9._-]*?"
 
 
 @dataclass(frozen=True)
@@ -54,22 +55,27 @@ class Template:
         scheme = self.scheme
         if scheme not in SCHEMES:
             raise UnknownSchemeError(
-                f"template {self.text!r} uses scheme {scheme!r}; supported: {', '.join(SCHEMES)}"
+                f"template {self.text!r} uses scheme {scheme!r}; use one of {', '.join(SCHEMES)}"
             )
         used = set(_FIELD.findall(self.text))
         unknown = used - set(self.fields)
         if unknown:
             raise TemplateError(
                 f"template {self.text!r} has unknown field(s) {sorted(unknown)}; "
-                f"allowed: {', '.join('{' + f + '}' for f in self.fields)}"
+                f"use only {', '.join('{' + f + '}' for f in self.fields)}"
             )
         for f in self.required:
             if f not in used:
                 raise TemplateError(
-                    f"template {self.text!r} has no {{{f}}} field; every {f} needs its own URL"
+                    f"template {self.text!r} has no {{{f}}} field; every {f} needs its own "
+                    f"address: put {{{f}}} in the path (.../{{{f}}}.h5) or after '#' "
+                    f"(...h5#{{{f}}})"
                 )
         if self.text.count("#") > 1:
-            raise TemplateError(f"template {self.text!r} has more than one '#'")
+            raise TemplateError(
+                f"template {self.text!r} has more than one '#'; use one '#' before the path "
+                "inside the HDF5 file"
+            )
         path = self.path
         if path.split("://", 1)[1].startswith("{"):
             raise TemplateError(

@@ -18,12 +18,14 @@ from urllib.parse import urlsplit
 import fsspec
 from fsspec.core import url_to_fs as _url_to_fs
 
-from basinflow.errors import NotFound, StorageError, UnknownSchemeError, UnreachableError
+from basinflow.errors import Error, NotFound, StorageError, UnknownSchemeError, UnreachableError
 
 SCHEMES = ("file", "memory", "http", "https", "s3")
 # Bytes hashed from each end of a file for its content id: enough to tell HDF5 files
 # apart (superblock, root metadata, tail of the last chunk) while staying one request.
-CONTENT_SAMPLE = 64 * 1024
+# 16 KiB, not 64: a pin is taken for every scan opened, and 2 x 64 KiB dominated the
+# bytes fetched to read one frame remotely (benchmarks/results/B2.md).
+CONTENT_SAMPLE = 16 * 1024
 
 
 def scheme_of(url: str) -> str:
@@ -51,7 +53,7 @@ def check_scheme(url: str) -> str:
     scheme = scheme_of(url)
     if scheme not in SCHEMES:
         raise UnknownSchemeError(
-            f"{url!r}: unsupported scheme {scheme!r}; supported: {', '.join(SCHEMES)}"
+            f"{url!r}: unsupported scheme {scheme!r}; use one of {', '.join(SCHEMES)}"
         )
     return scheme
 
@@ -63,6 +65,15 @@ def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None):
     if scheme_of(url) in ("http", "https"):
         # aiohttp's ClientSession raises on >=400 only when asked; fsspec handles it.
         opts.setdefault("skip_instance_cache", False)
+    elif scheme_of(url) == "s3":
+        # botocore's "legacy" retry mode retries a refused connection 4 times with
+        # backoff (~7 s per call, several calls per open); AWS's recommended "standard"
+        # mode (3 attempts) still retries throttling and transient errors but lets a
+        # wrong endpoint fail in about a second. Flows retry whole scans on top of this.
+        config = dict(opts.get("config_kwargs") or {})
+        config.setdefault("retries", {"max_attempts": 3, "mode": "standard"})
+        config.setdefault("connect_timeout", 10)
+        opts["config_kwargs"] = config
     try:
         return _url_to_fs(url, **opts)
     except ImportError as exc:  # e.g. s3fs missing in a trimmed environment
@@ -102,25 +113,53 @@ class HostOptions:
         return dict(self.extra.get(host, {}))
 
 
+_UNREACHABLE_TEXT = (
+    "Cannot connect",
+    "ClientConnectorError",
+    "Connection refused",
+    "Connect call failed",
+    "EndpointConnectionError",
+    "Could not connect to the endpoint",
+    "Name or service not known",
+    "ConnectTimeout",
+)
+
+
+def _unreachable_cause(exc: BaseException) -> BaseException | None:
+    """The connection failure somewhere in ``exc``'s cause/context chain, if any.
+
+    fsspec's HTTP ``info`` turns a refused connection into ``FileNotFoundError`` (the
+    aiohttp error is its ``__cause__``), so the chain must be read before the type.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, UnreachableError):
+            return cur
+        if isinstance(cur, ConnectionError | TimeoutError) or any(
+            s in f"{type(cur).__name__}: {cur}" for s in _UNREACHABLE_TEXT
+        ):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def translate_errors(url: str, exc: BaseException) -> Exception:
-    """Map storage exceptions to our errors with the URL named."""
+    """Map storage exceptions to our errors with the URL named (ours pass through)."""
+    if isinstance(exc, Error):
+        return exc
+    cause = _unreachable_cause(exc)
+    if cause is not None:
+        return UnreachableError(
+            f"{url!r}: host unreachable ({type(cause).__name__}: {cause}); check the host, "
+            "port and endpoint in the URL or storage_options, and the network"
+        )
     if isinstance(exc, FileNotFoundError):
         return NotFound(f"{url!r} does not exist; check the path, the bucket and the key")
     if isinstance(exc, PermissionError):
         return StorageError(f"{url!r}: permission denied; check credentials for this host")
-    text = f"{type(exc).__name__}: {exc}"
-    if any(
-        s in text
-        for s in (
-            "Cannot connect",
-            "ClientConnectorError",
-            "Connection refused",
-            "EndpointConnectionError",
-            "Name or service not known",
-        )
-    ):
-        return UnreachableError(f"{url!r}: host unreachable ({exc}); check the URL and network")
-    return StorageError(f"{url!r}: {text}")
+    return StorageError(f"{url!r}: {type(exc).__name__}: {exc}")
 
 
 def info(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -136,7 +175,7 @@ def pin(
 ) -> dict[str, Any]:
     """What a file is now: ``{size, mtime | etag, content_id}``.
 
-    ``content_id`` hashes the size and 64 KiB from each end. It lets a copied or moved
+    ``content_id`` hashes the size and 16 KiB from each end. It lets a copied or moved
     file (new mtime, same bytes) still match, and costs one or two range requests.
     """
     meta = info(url, storage_options)
@@ -190,13 +229,15 @@ def pin_matches(
 
 
 def open_input(
-    url: str, storage_options: Mapping[str, Any] | None = None, *, block_size: int = 64 * 1024
+    url: str, storage_options: Mapping[str, Any] | None = None, *, block_size: int = 8 * 1024
 ):
     """Open a file for random-access reads by libhdf5 or tifffile.
 
-    Remote files use a small block cache: HDF5 reads metadata in small scattered
-    pieces, and fsspec's default 5 MB read-ahead would transfer most of a frame file to
-    read a few KiB of metadata (see NOTES.md).
+    Remote files use fsspec's block cache with 8 KiB blocks: HDF5 reads metadata in small
+    scattered pieces. fsspec's default 5 MB read-ahead transfers most of a frame file to
+    read a few KiB of metadata; 64 KiB blocks cost ~256 KiB per scan summary, 8 KiB blocks
+    ~28 KiB in ~5 requests (benchmarks/results/B2.md). Frames do not come through here:
+    :class:`~basinflow.storage.hdf5.H5Array` fetches whole chunks by byte range.
     """
     path = local_path(url)
     if path is not None:

@@ -37,13 +37,14 @@ def make_app(root: Path, log: Path | None = None) -> web.Application:
                     )
                     + "\n"
                 )
-        resp = await handler(request)
-        if request.method == "GET":
-            size = resp.content_length
-            if size is None and isinstance(resp, web.FileResponse):
-                size = 0
-            stats["bytes"] += int(size or 0)
-        return resp
+        return await handler(request)
+
+    async def count_bytes(request: web.Request, response: web.StreamResponse) -> None:
+        # a FileResponse learns its length (whole file or the Range) only while it is
+        # prepared, after the middleware has returned: count it here, from the header
+        if request.path.startswith("/__") or request.method != "GET":
+            return
+        stats["bytes"] += int(response.headers.get("Content-Length") or 0)
 
     async def get_stats(_request):
         return web.json_response({k: v for k, v in stats.items() if k != "paths"})
@@ -53,6 +54,7 @@ def make_app(root: Path, log: Path | None = None) -> web.Application:
         return web.json_response({"ok": True})
 
     app = web.Application(middlewares=[count])
+    app.on_response_prepare.append(count_bytes)
     app.router.add_get("/__stats__", get_stats)
     app.router.add_post("/__reset__", reset)
     app.router.add_static("/", root, show_index=True, follow_symlinks=False)

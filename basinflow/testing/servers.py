@@ -75,6 +75,26 @@ def http_server(root: str | os.PathLike, log: str | os.PathLike | None = None):
 
 
 @contextmanager
+def proxy(upstream: str, **faults):
+    """A counting reverse proxy in front of ``upstream`` (:mod:`basinflow.testing.proxy`).
+
+    ``faults``: ``fail_rate``, ``fail_status``, ``reset_rate``, ``stall_rate``, ``stall``,
+    ``seed``.
+    """
+    cmd = [sys.executable, "-m", "basinflow.testing.proxy", upstream]
+    for k, v in faults.items():
+        cmd += ["--" + k.replace("_", "-"), str(v)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"proxy did not start: {line!r}")
+        yield Server(f"http://127.0.0.1:{int(line.split()[1])}", proc)
+    finally:
+        _stop(proc)
+
+
+@contextmanager
 def s3_server():
     """moto's S3 server on 127.0.0.1 as its own process; yields its endpoint URL."""
     port = free_port()

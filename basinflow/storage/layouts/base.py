@@ -48,21 +48,33 @@ class ScanContent:
     attrs: dict[str, Any] = field(default_factory=dict)
     #: the file whose pin identifies the scan (the manifest of a TIFF directory)
     pin_url: str | None = None
+    #: the path of the scan inside an HDF5 file (the template's ``#fragment``), if any
+    fragment: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The scan's full address for messages (``url#fragment``)."""
+        return f"{self.url}#{self.fragment}" if self.fragment else self.url
 
     def validate(self) -> ScanContent:
         shape = tuple(self.frames.shape)
+        where = self.where
         if len(shape) != 3:
             raise LayoutError(
-                f"{self.url}: frames have shape {shape}; expected (frames, rows, columns); "
+                f"{where}: frames have shape {shape}; expected (frames, rows, columns); "
                 "point the layout's 'frames' option at the detector image stack"
             )
         if shape[0] == 0:
-            raise LayoutError(f"{self.url}: the scan has zero frames; nothing to read")
+            raise LayoutError(
+                f"{where}: the scan has zero frames; nothing to read (an aborted scan? "
+                "wait until it is written, or leave it out)"
+            )
         for name, col in self.columns.items():
             if col.ndim != 1 or len(col) != shape[0]:
                 raise LayoutError(
-                    f"{self.url}: column {name!r} has shape {col.shape} but there are "
-                    f"{shape[0]} frames; the scan is incomplete or the layout options are wrong"
+                    f"{where}: column {name!r} has shape {col.shape} but there are "
+                    f"{shape[0]} frames; the scan is incomplete (wait until it is written) or "
+                    "the layout options are wrong (check 'frames' and 'columns')"
                 )
         return self
 

@@ -29,14 +29,20 @@ class GroupsLayout(Layout):
         try:
             group = hdf5.get_object(handle, fragment or "/", "scan group")
             if not isinstance(group, h5py.Group):
-                raise LayoutError(f"{where} is a dataset, not a scan group")
+                raise LayoutError(
+                    f"{where} is a dataset, not a scan group; put the scan group's path after "
+                    "'#' in the template"
+                )
             ds = self._frames(group, where)
             frames = hdf5.H5Array.from_dataset(url, ds, storage_options)
             col_group = (
                 group.get(self.options["columns"]) if "columns" in self.options else ds.parent
             )
             if not isinstance(col_group, h5py.Group):
-                raise LayoutError(f"{where}: columns group {self.options.get('columns')!r} missing")
+                raise LayoutError(
+                    f"{where}: columns group {self.options.get('columns')!r} is missing; check "
+                    "the layout option 'columns'"
+                )
             monitors = self.monitors()
             columns, roles = {}, {}
             for name, obj in col_group.items():
@@ -46,14 +52,16 @@ class GroupsLayout(Layout):
             attrs = {"title": _text(group.attrs.get("title", "")), "layout": self.name}
         finally:
             handle.close()
-        return ScanContent(url, frames, columns, roles, attrs)
+        return ScanContent(url, frames, columns, roles, attrs, fragment=fragment)
 
     def _frames(self, group: h5py.Group, where: str) -> h5py.Dataset:
         path = self.options.get("frames")
         if path:
             ds = group.get(path)
             if not isinstance(ds, h5py.Dataset):
-                raise LayoutError(f"{where}: frames dataset {path!r} is missing")
+                raise LayoutError(
+                    f"{where}: frames dataset {path!r} is missing; check the layout option 'frames'"
+                )
             return ds
         found: list[h5py.Dataset] = []
         group.visititems(

@@ -53,7 +53,10 @@ class NexusLayout(Layout):
         try:
             entry = hdf5.get_object(handle, fragment or "/", "NeXus entry")
             if not isinstance(entry, h5py.Group):
-                raise LayoutError(f"{where} is a dataset, not a NeXus entry group")
+                raise LayoutError(
+                    f"{where} is a dataset, not a NeXus entry group; put the entry's path "
+                    "after '#' in the template"
+                )
             nxdata = find_nxdata(entry)
             frames_path = self.options.get("frames")
             if frames_path is None:
@@ -67,7 +70,10 @@ class NexusLayout(Layout):
                 frames_path = f"{entry.name}/{frames_path}"
             ds = handle.file.get(frames_path)
             if not isinstance(ds, h5py.Dataset):
-                raise LayoutError(f"{where}: frames dataset {frames_path!r} is missing")
+                raise LayoutError(
+                    f"{where}: frames dataset {frames_path!r} is missing; check the file, or set "
+                    "the repository's layout option 'frames' to the detector dataset"
+                )
             frames = hdf5.H5Array.from_dataset(url, ds, storage_options)
             columns, roles = {}, {}
             monitors = self.monitors()
@@ -94,7 +100,7 @@ class NexusLayout(Layout):
                 attrs["start_time"] = _text(entry["start_time"][()])
         finally:
             handle.close()
-        return ScanContent(url, frames, columns, roles, attrs)
+        return ScanContent(url, frames, columns, roles, attrs, fragment=fragment)
 
 
 def _walk_groups(group: h5py.Group, depth: int = 3):

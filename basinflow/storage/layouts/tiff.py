@@ -20,6 +20,16 @@ from basinflow.storage.layouts.base import Layout, ScanContent
 MANIFEST = "manifest.dat"
 
 
+MANIFEST_HINT = (
+    "fix the manifest: '%' comment lines, then a '%' header of tab-separated column names "
+    "including 'file', then one tab-separated row per frame"
+)
+
+
+def _bad(message: str) -> ManifestError:
+    return ManifestError(f"{message}; {MANIFEST_HINT}")
+
+
 def parse_manifest(
     text: str, where: str = MANIFEST, file_column: str = "file"
 ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
@@ -34,27 +44,25 @@ def parse_manifest(
             continue
         rows.append(line.rstrip("\n").split("\t"))
         if not header:
-            raise ManifestError(f"{where}: line {lineno} comes before the '%' column header")
+            raise _bad(f"{where}: line {lineno} comes before the '%' column header")
     if not header:
-        raise ManifestError(f"{where}: no '%' header line naming the columns")
+        raise _bad(f"{where}: no '%' header line naming the columns")
     names = [n.strip() for n in header[-1].split("\t")]
     if file_column not in names:
-        raise ManifestError(
+        raise _bad(
             f"{where}: the column header {names} has no {file_column!r} column naming the TIFFs"
         )
     if len(set(names)) != len(names) or any(not n for n in names):
-        raise ManifestError(f"{where}: column names {names} are empty or repeated")
+        raise _bad(f"{where}: column names {names} are empty or repeated")
     for i, row in enumerate(rows):
         if len(row) != len(names):
-            raise ManifestError(
+            raise _bad(
                 f"{where}: data row {i + 1} has {len(row)} fields, the header has {len(names)}"
             )
     files = [r[names.index(file_column)] for r in rows]
     for f in files:
         if "/" in f or f.startswith(".") or not f:
-            raise ManifestError(
-                f"{where}: frame file {f!r} must be a plain name in the scan directory"
-            )
+            raise _bad(f"{where}: frame file {f!r} must be a plain name in the scan directory")
     columns: dict[str, np.ndarray] = {}
     for j, name in enumerate(names):
         if name == file_column:
@@ -62,7 +70,7 @@ def parse_manifest(
         try:
             columns[name] = np.array([float(r[j]) for r in rows])
         except ValueError as exc:
-            raise ManifestError(f"{where}: column {name!r} is not numeric ({exc})") from None
+            raise _bad(f"{where}: column {name!r} is not numeric ({exc})") from None
     return columns, files, header[:-1]
 
 
@@ -126,7 +134,10 @@ class TiffLayout(Layout):
             text, manifest_url, self.options.get("file_column", "file")
         )
         if not files:
-            raise LayoutError(f"{manifest_url}: the scan has zero frames; nothing to read")
+            raise LayoutError(
+                f"{manifest_url}: the scan has zero frames; nothing to read (an aborted scan? "
+                "wait until it is written, or leave it out)"
+            )
         urls = [f"{base}/{f}" for f in files]
         fsys0, p0 = fs.url_to_fs(urls[0], storage_options)
         try:
