@@ -332,7 +332,20 @@ class Scan:
         """What the scan's file is now (size, mtime/ETag, content id)."""
         from basinflow.storage import fs
 
-        return fs.pin(self._content.pin_url or self.path_url, self.storage_options)
+        return fs.pin(self.pin_url, self.storage_options)
+
+    @property
+    def pin_url(self) -> str:
+        """The file whose pin identifies the scan, known without opening it: the scan's
+        file, or the manifest of a scan directory. Up-to-date checks need only this."""
+        content = self.__dict__.get("_content")
+        if content is not None and content.pin_url:
+            return content.pin_url
+        if self.path_url.endswith("/"):
+            from basinflow.storage.layouts.tiff import MANIFEST
+
+            return self.path_url + self.repository.layout_options.get("manifest", MANIFEST)
+        return self.path_url
 
     @property
     def identity(self) -> dict[str, Any]:

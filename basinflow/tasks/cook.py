@@ -210,8 +210,7 @@ def up_to_date(
     inputs = prov.get("inputs") or {}
     if set(inputs) != {scan.url}:
         return False
-    src = scan._content.pin_url or scan.path_url
-    return fs.pin_matches(inputs[scan.url], src, scan.storage_options)
+    return fs.pin_matches(inputs[scan.url], scan.pin_url, scan.storage_options)
 
 
 # --- the current pointer ------------------------------------------------------------------------
