@@ -29,7 +29,7 @@ test: $(VENV)/.installed-test lint
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m benchmarks
+	$(BIN)/python benchmarks/bench_rsm.py && $(BIN)/python -m benchmarks.bench_access && $(BIN)/python benchmarks/bench_referrer.py && $(BIN)/python benchmarks/bench_writer.py && $(BIN)/python benchmarks/bench_flows.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

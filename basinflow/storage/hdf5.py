@@ -112,6 +112,17 @@ def get_object(handle: _H5Handle, path: str, what: str = "group"):
         ) from None
 
 
+def get_group(handle: _H5Handle, path: str | None, what: str) -> h5py.Group:
+    """The group a template's fragment names; a dataset there is a template mistake."""
+    obj = get_object(handle, path or "/", what)
+    if not isinstance(obj, h5py.Group):
+        raise LayoutError(
+            f"{handle.url}#{path or ''} is a dataset, not a {what}; put the {what}'s path "
+            "after '#' in the template"
+        )
+    return obj
+
+
 @dataclass(frozen=True)
 class ChunkIndex:
     """Byte ranges of a dataset's chunks along axis 0 (first-axis chunking only)."""

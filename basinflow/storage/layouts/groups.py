@@ -27,12 +27,7 @@ class GroupsLayout(Layout):
         where = f"{url}#{fragment or ''}"
         handle = hdf5.open_h5(url, storage_options)
         try:
-            group = hdf5.get_object(handle, fragment or "/", "scan group")
-            if not isinstance(group, h5py.Group):
-                raise LayoutError(
-                    f"{where} is a dataset, not a scan group; put the scan group's path after "
-                    "'#' in the template"
-                )
+            group = hdf5.get_group(handle, fragment, "scan group")
             ds = self._frames(group, where)
             frames = hdf5.H5Array.from_dataset(url, ds, storage_options)
             col_group = (

@@ -51,12 +51,7 @@ class NexusLayout(Layout):
         where = f"{url}#{fragment or ''}"
         handle = hdf5.open_h5(url, storage_options)
         try:
-            entry = hdf5.get_object(handle, fragment or "/", "NeXus entry")
-            if not isinstance(entry, h5py.Group):
-                raise LayoutError(
-                    f"{where} is a dataset, not a NeXus entry group; put the entry's path "
-                    "after '#' in the template"
-                )
+            entry = hdf5.get_group(handle, fragment, "NeXus entry group")
             nxdata = find_nxdata(entry)
             frames_path = self.options.get("frames")
             if frames_path is None:
