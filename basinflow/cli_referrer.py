@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from basinflow.errors import BasinError
 
+_Trusted = Annotated[list[str], typer.Option("--trusted", help="extra trusted root")]
+_TrustedHost = Annotated[list[str], typer.Option("--trusted-host")]
+_Config = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="trust the raw and output roots of its repositories"),
+]
+
+
+def _trusted(trusted: list[str], config: Path | None) -> list[Any]:
+    """Explicit roots plus every configured repository (its roots and storage options)."""
+    if config is None:
+        return list(trusted)
+    from basinflow.catalog import Repository
+    from basinflow.config import load_config
+
+    cfg = load_config(config)
+    return [*trusted, *(Repository.from_settings(rc, n) for n, rc in cfg.repositories.items())]
+
 
 def inspect(
     ref: Annotated[str, typer.Argument(help="referrer path or URL")],
-    trusted: Annotated[list[str], typer.Option("--trusted", help="extra trusted root")] = [],  # noqa: B006
-    trusted_host: Annotated[list[str], typer.Option("--trusted-host")] = [],  # noqa: B006
+    trusted: _Trusted = [],  # noqa: B006
+    trusted_host: _TrustedHost = [],  # noqa: B006
+    config: _Config = None,
 ) -> None:
     """Show a referrer's basins, which location resolved, availability, pins, provenance."""
     from rich.console import Console
@@ -24,7 +44,7 @@ def inspect(
 
     url = _as_url(ref)
     meta = read_meta(url)
-    trust = Trust.build(trusted, trusted_host, referrer_url=url)
+    trust = Trust.build(_trusted(trusted, config), trusted_host, referrer_url=url)
     table = Table(title=f"basins of {url}")
     for col in ("name", "type", "layout", "mapping", "status", "location / tried", "pin"):
         table.add_column(col)
@@ -50,14 +70,15 @@ def inspect(
 def export(
     ref: Annotated[str, typer.Argument(help="referrer path or URL")],
     out: Annotated[str, typer.Argument(help="output path or URL")],
-    trusted: Annotated[list[str], typer.Option("--trusted", help="extra trusted root")] = [],  # noqa: B006
-    trusted_host: Annotated[list[str], typer.Option("--trusted-host")] = [],  # noqa: B006
+    trusted: _Trusted = [],  # noqa: B006
+    trusted_host: _TrustedHost = [],  # noqa: B006
+    config: _Config = None,
 ) -> None:
     """Write a self-contained copy of REF (every basin resolved) to OUT."""
     from basinflow.storage.referrer.export import export as _export
     from basinflow.storage.referrer.read import _as_url
 
-    n = _export(ref, _as_url(out), trusted=trusted, trusted_hosts=trusted_host)
+    n = _export(ref, _as_url(out), trusted=_trusted(trusted, config), trusted_hosts=trusted_host)
     typer.echo(f"wrote {out} ({n} compressed bytes of chunked data)")
 
 
