@@ -117,6 +117,22 @@ def _show_document(doc: SpiceDocument, dry_run: bool, existing: bool = False) ->
     console.print(f"{what} [bold]{doc.label}[/] uuid {doc.uuid}", soft_wrap=True, highlight=False)
 
 
+def _write(store, action, args, assignments, file, author, comment, dry_run) -> None:
+    """The one path of seed, update and anchor: call ``ProposalSpice.<action>`` with the
+    values from arguments and file, then show the document (new, existing or dry run)."""
+    with _errors():
+        spice = _proposal_spice(store)
+        before = set(spice.store.documents()) if not dry_run else set()
+        doc = getattr(spice, action)(
+            *args,
+            author=author,
+            comment=comment,
+            values=_values(assignments, file),
+            dry_run=dry_run,
+        )
+        _show_document(doc, dry_run, existing=doc in before)
+
+
 @app.command()
 def seed(
     type: str = typer.Argument(..., help="Spice type (e.g. rsm)."),
@@ -130,19 +146,7 @@ def seed(
     store: str = STORE,
 ) -> None:
     """Create spice (idempotent: seeding what exists writes nothing)."""
-    with _errors():
-        spice = _proposal_spice(store)
-        before = set(spice.store.documents()) if not dry_run else set()
-        doc = spice.seed(
-            type,
-            handle,
-            anchor,
-            author=author,
-            comment=comment,
-            values=_values(assignments, file),
-            dry_run=dry_run,
-        )
-        _show_document(doc, dry_run, existing=doc in before)
+    _write(store, "seed", (type, handle, anchor), assignments, file, author, comment, dry_run)
 
 
 @app.command()
@@ -159,18 +163,7 @@ def update(
     store: str = STORE,
 ) -> None:
     """Write a new revision (by uuid: also resolves a conflict)."""
-    with _errors():
-        spice = _proposal_spice(store)
-        before = set(spice.store.documents()) if not dry_run else set()
-        doc = spice.update(
-            target,
-            handle,
-            author=author,
-            comment=comment,
-            values=_values(assignments, file),
-            dry_run=dry_run,
-        )
-        _show_document(doc, dry_run, existing=doc in before)
+    _write(store, "update", (target, handle), assignments, file, author, comment, dry_run)
 
 
 @app.command("anchor")
@@ -185,18 +178,7 @@ def anchor_cmd(
     store: str = STORE,
 ) -> None:
     """Copy what HANDLE is at SCAN into a document anchored at SCAN (with changes)."""
-    with _errors():
-        spice = _proposal_spice(store)
-        before = set(spice.store.documents()) if not dry_run else set()
-        doc = spice.anchor(
-            scan,
-            handle,
-            author=author,
-            comment=comment,
-            values=_values(assignments, file),
-            dry_run=dry_run,
-        )
-        _show_document(doc, dry_run, existing=doc in before)
+    _write(store, "anchor", (scan, handle), assignments, file, author, comment, dry_run)
 
 
 @app.command()
