@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -40,29 +39,7 @@ KIB64 = 64 * 1024
 RAW_FRACTION = 0.02
 
 sys.path.insert(0, str(HERE))
-try:  # shared helpers, when another engineer's benchmarks/common.py is there
-    from common import machine_info  # type: ignore[import-not-found]
-except Exception:  # noqa: BLE001 - any failure: fall back to the local helper
-
-    def machine_info() -> str:
-        import numpy
-
-        try:
-            mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-            mem_s = f", {mem:.0f} GiB RAM"
-        except (ValueError, OSError, AttributeError):
-            mem_s = ""
-        return (
-            f"{platform.machine()} {os.cpu_count()} cores{mem_s}, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}, numpy {numpy.__version__}, "
-            f"h5py {h5py.__version__}, HDF5 {h5py.version.hdf5_version}"
-        )
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
+from common import machine_info, markdown_table  # noqa: E402 - after the path insert
 
 
 def kib(n: float) -> str:
@@ -228,11 +205,11 @@ def report(rows: list[dict], command: str, ntheta: int, seconds: float) -> str:
     return "\n".join(
         [
             *head,
-            markdown_table(header, table),
+            markdown_table(table, header),
             "",
             "Targets:",
             "",
-            markdown_table(tgt_header, targets),
+            markdown_table(targets, tgt_header),
             "",
         ]
     )

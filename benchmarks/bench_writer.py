@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -46,24 +45,7 @@ POOL = 8
 CHUNKS = (PER_CHUNK, *FRAME)
 
 sys.path.insert(0, str(HERE))
-try:  # shared helpers, when another engineer's benchmarks/common.py is there
-    from common import machine_info  # type: ignore[import-not-found]
-except Exception:  # noqa: BLE001 - any failure: fall back to the local helper
-
-    def machine_info() -> str:
-        try:
-            mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-            mem_s = f", {mem:.0f} GiB RAM"
-        except (ValueError, OSError, AttributeError):
-            mem_s = ""
-        import distributed
-
-        return (
-            f"{platform.machine()} {os.cpu_count()} cores{mem_s}, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}, numpy {np.__version__}, "
-            f"dask {dask.__version__}, distributed {distributed.__version__}, "
-            f"h5py {h5py.__version__}, HDF5 {h5py.version.hdf5_version}"
-        )
+from common import machine_info  # noqa: E402 - after the path insert
 
 
 def make_pool() -> np.ndarray:
