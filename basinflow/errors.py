@@ -54,6 +54,11 @@ class UnreachableError(Error, ConnectionError):
     """A host did not answer (after retries)."""
 
 
+class RetriesExhaustedError(UnreachableError):
+    """A storage request kept failing transiently (5xx, dropped connections, read timeouts)
+    through every retry; the message names the URL. Retrying later may succeed."""
+
+
 class StorageError(Error, OSError):
     """Reading from or writing to storage failed in a way the user can act on."""
 
@@ -120,6 +125,18 @@ class UntrustedBasinError(BasinError, PermissionError):
 
 class BasinCycleError(BasinError):
     """Basins refer to each other in a cycle."""
+
+
+class BasinLimitError(BasinError):
+    """A referrer exceeds a documented safety limit (number of basins, size of a basin
+    definition or basin map, referrers opened at once); see
+    :mod:`basinflow.storage.referrer.basins`. The file is refused before the oversized
+    part is read, so a crafted referrer cannot exhaust memory or time."""
+
+
+class BasinDepthError(BasinLimitError):
+    """A chain of basins of basins is deeper than ``MAX_BASIN_DEPTH``; export an
+    intermediate referrer (``basinflow export``) to make it self-contained."""
 
 
 class OutputError(Error, OSError):

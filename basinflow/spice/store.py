@@ -176,7 +176,10 @@ class SpiceStore(ABC):
             try:
                 return self._docs[name]
             except KeyError:
-                raise SpiceNotFound(f"no spice document with uuid {uuid!r} in {self.url}") from None
+                raise SpiceNotFound(
+                    f"no spice document with uuid {uuid!r} in {self.url}; check the uuid "
+                    "(spice.history(handle) lists them)"
+                ) from None
 
     def __contains__(self, uuid: object) -> bool:
         return isinstance(uuid, str) and (uuid + SUFFIX) in self._docs
@@ -234,7 +237,12 @@ class SpiceStore(ABC):
 
     def _parse(self, name: str, content: bytes) -> SpiceDocument:
         where = self.location(name)
-        doc = SpiceDocument.from_json(content, source=where)
+        try:
+            doc = SpiceDocument.from_json(content, source=where)
+        except SpiceError as exc:
+            if "fix or remove" in str(exc):
+                raise
+            raise type(exc)(f"{exc}; fix or remove the file") from None
         if doc.uuid + SUFFIX != name:
             raise SpiceError(
                 f"spice document {where}: its uuid {doc.uuid!r} does not match the file name; "
@@ -326,7 +334,14 @@ class FsspecSpiceStore(SpiceStore):
             )
         self.storage_options = dict(storage_options or {})
         try:
-            fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+            if url.split("://", 1)[0].lower() in ("s3", "http", "https"):
+                # basinflow's file systems: the repository's timeouts and retries apply
+                # (and its options, e.g. ``retries``, are understood rather than refused)
+                from basinflow.storage.fs import url_to_fs
+
+                fs, root = url_to_fs(url, self.storage_options)
+            else:
+                fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
         except (ImportError, ValueError, TypeError) as exc:
             raise StorageError(f"cannot open spice store {url!r}: {exc}") from None
         self.fs = fs

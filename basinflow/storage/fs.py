@@ -18,7 +18,16 @@ from urllib.parse import urlsplit
 import fsspec
 from fsspec.core import url_to_fs as _url_to_fs
 
-from basinflow.errors import Error, NotFound, StorageError, UnknownSchemeError, UnreachableError
+from basinflow.errors import (
+    Error,
+    NotFound,
+    RetriesExhaustedError,
+    StorageError,
+    UnknownSchemeError,
+    UnreachableError,
+)
+from basinflow.storage import retry
+from basinflow.storage.retry import CONNECT_TIMEOUT, READ_TIMEOUT
 
 SCHEMES = ("file", "memory", "http", "https", "s3")
 # Bytes hashed from each end of a file for its content id: enough to tell HDF5 files
@@ -58,22 +67,54 @@ def check_scheme(url: str) -> str:
     return scheme
 
 
+#: botocore's retries of an S3 request after its first attempt ("standard" mode; botocore
+#: calls it ``config_kwargs.retries.max_attempts``) and s3fs's attempts per call around
+#: them (``retries`` in storage_options): up to 3 x (1 + 3) requests per call.
+S3_MAX_ATTEMPTS = 3
+S3FS_RETRIES = 3
+
+
 def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None):
-    """``(filesystem, path)`` for a URL; fsspec caches the filesystem instances."""
+    """``(filesystem, path)`` for a URL; fsspec caches the filesystem instances.
+
+    Remote reads get timeouts and retries (:mod:`basinflow.storage.retry` says who retries
+    what). The same storage_options tune both schemes: ``read_timeout`` and
+    ``connect_timeout`` (seconds), ``retries`` (attempts per call); HTTP also takes
+    ``retry_backoff``/``retry_backoff_max`` (:mod:`basinflow.storage.http`); S3 also takes
+    botocore's own ``config_kwargs`` (``retries``, ``read_timeout``, ...), which win.
+    """
     check_scheme(url)
     opts = dict(storage_options or {})
     if scheme_of(url) in ("http", "https"):
+        from basinflow.storage.http import RetryingHTTPFileSystem
+
         # aiohttp's ClientSession raises on >=400 only when asked; fsspec handles it.
         opts.setdefault("skip_instance_cache", False)
-    elif scheme_of(url) == "s3":
+        opts.setdefault("read_timeout", READ_TIMEOUT)
+        opts.setdefault("connect_timeout", CONNECT_TIMEOUT)
+        return RetryingHTTPFileSystem(**opts), RetryingHTTPFileSystem._strip_protocol(url)
+    if scheme_of(url) == "s3":
         # botocore's "legacy" retry mode retries a refused connection 4 times with
         # backoff (~7 s per call, several calls per open); AWS's recommended "standard"
-        # mode (3 attempts) still retries throttling and transient errors but lets a
-        # wrong endpoint fail in about a second. Flows retry whole scans on top of this.
+        # mode (3 retries) still retries 5xx, throttling, resets and read timeouts but
+        # lets a wrong endpoint fail in a few seconds. s3fs retries each call again
+        # (resets, timeouts, SlowDown, and other 5xx through our error handler, not a
+        # refused connection). Flows retry whole scans on top of this.
+        retry.install_s3fs_error_handler()
         config = dict(opts.get("config_kwargs") or {})
-        config.setdefault("retries", {"max_attempts": 3, "mode": "standard"})
-        config.setdefault("connect_timeout", 10)
+        config.setdefault("retries", {"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"})
+        config.setdefault("connect_timeout", opts.pop("connect_timeout", CONNECT_TIMEOUT))
+        config.setdefault("read_timeout", opts.pop("read_timeout", READ_TIMEOUT))
+        for name in ("connect_timeout", "read_timeout", "retry_backoff", "retry_backoff_max"):
+            opts.pop(name, None)  # HTTP-only or given in config_kwargs as well
         opts["config_kwargs"] = config
+        opts.setdefault("retries", S3FS_RETRIES)
+        try:
+            from basinflow.storage.s3 import RetryingS3FileSystem as cls
+        except ImportError as exc:  # s3fs missing in a trimmed environment
+            raise StorageError(f"{url!r}: cannot open: {exc}; pip install s3fs") from exc
+        kwargs = {**cls._get_kwargs_from_urls(url), **opts}  # e.g. ?versionId=
+        return cls(**kwargs), cls._strip_protocol(url)
     try:
         return _url_to_fs(url, **opts)
     except ImportError as exc:  # e.g. s3fs missing in a trimmed environment
@@ -146,9 +187,17 @@ def _unreachable_cause(exc: BaseException) -> BaseException | None:
 
 
 def translate_errors(url: str, exc: BaseException) -> Exception:
-    """Map storage exceptions to our errors with the URL named (ours pass through)."""
+    """Map storage exceptions to our errors with the URL named (ours pass through).
+
+    A transient failure that outlived the retries (5xx, a dropped connection, a read
+    timeout) becomes :class:`RetriesExhaustedError`; a connection that never came up,
+    :class:`UnreachableError`; both are retried by the flows, nothing else is.
+    """
     if isinstance(exc, Error):
         return exc
+    transient = retry.transient_cause(exc)
+    if transient is not None and not retry.is_connect_failure(transient):
+        return RetriesExhaustedError(retry.exhausted_message(url, transient))
     cause = _unreachable_cause(exc)
     if cause is not None:
         return UnreachableError(

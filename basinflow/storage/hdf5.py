@@ -29,7 +29,7 @@ import numpy as np
 from xarray.backends import CachingFileManager
 
 from basinflow.errors import Error, LayoutError, NotFound, NotHDF5Error
-from basinflow.storage import fs
+from basinflow.storage import fs, retry
 
 _H5_LOCK = threading.Lock()  # libhdf5 is not thread-safe; h5py serialises, we make it explicit
 
@@ -58,6 +58,11 @@ class _H5Handle:
                 self._fileobj.close()
             raise
         except (OSError, ValueError) as exc:
+            # h5py re-raises what the file object raised: a read that failed transiently
+            # through all of the storage layer's retries is "unreachable", not "not HDF5"
+            transient = (
+                fs.translate_errors(url, exc) if retry.transient_cause(exc) is not None else None
+            )
             missing = isinstance(exc, FileNotFoundError) or "No such file" in str(exc)
             reason = str(exc)
             # Drop h5py's frames now: kept alive by the exception chain, the half-opened
@@ -72,6 +77,8 @@ class _H5Handle:
         if failed:
             if self._fileobj is not None:
                 self._fileobj.close()
+            if transient is not None:
+                raise transient
             if missing:
                 raise NotFound(f"{url!r} does not exist; check the path")
             raise NotHDF5Error(
@@ -237,10 +244,7 @@ class H5Array:
             )
             block = self._direct(as_slices)
             return block.reshape([n for i, n in enumerate(block.shape) if i not in ints])
-        handle = manager(self.url, self.storage_options)
-        with _H5_LOCK:
-            ds = get_object(handle.acquire(), self.path, "dataset")
-            return np.asarray(ds[key])
+        return self._via_h5(key)
 
     def _direct(self, key: tuple[slice, ...]) -> np.ndarray:
         first = key[0].indices(self.shape[0])
@@ -271,8 +275,18 @@ class H5Array:
 
     def _via_h5(self, key):
         handle = manager(self.url, self.storage_options)
-        with _H5_LOCK:
-            return np.asarray(get_object(handle.acquire(), self.path, "dataset")[key])
+        try:
+            with _H5_LOCK:
+                return np.asarray(get_object(handle.acquire(), self.path, "dataset")[key])
+        except Error:
+            raise
+        except Exception as exc:
+            if retry.transient_cause(exc) is None:
+                raise
+            # name the URL; drop h5py's frames (see _H5Handle on the deadlock they cause)
+            translated = fs.translate_errors(self.url, exc)
+            exc.__traceback__ = None
+        raise translated
 
     def _decode(self, raw: bytes, mask: int, items: int) -> np.ndarray:
         # HDF5 applies filters in pipeline order (shuffle, then deflate) when writing;

@@ -41,6 +41,19 @@ class Server:
         req = urllib.request.Request(f"{self.url}/__reset__", method="POST")
         urllib.request.urlopen(req, timeout=5).close()
 
+    def faults(self, **faults) -> dict:
+        """Change a :func:`proxy`'s faults now (``fail_rate=0`` and so on); returns them all."""
+        import json
+
+        req = urllib.request.Request(
+            f"{self.url}/__faults__",
+            data=json.dumps(faults).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
     def requests(self) -> list[dict]:
         import json
 
@@ -78,12 +91,20 @@ def http_server(root: str | os.PathLike, log: str | os.PathLike | None = None):
 def proxy(upstream: str, **faults):
     """A counting reverse proxy in front of ``upstream`` (:mod:`basinflow.testing.proxy`).
 
-    ``faults``: ``fail_rate``, ``fail_status``, ``reset_rate``, ``stall_rate``, ``stall``,
-    ``seed``.
+    ``faults``: ``fail_rate``, ``fail_status`` (an int or a list of them), ``reset_rate``,
+    ``stall_rate``, ``stall``, ``fail_paths`` (a regex or a list of them: faults only for
+    matching request paths), ``fail_methods`` (e.g. ``["GET"]``), ``seed``.
+    ``Server.faults(...)`` changes them later.
     """
     cmd = [sys.executable, "-m", "basinflow.testing.proxy", upstream]
     for k, v in faults.items():
-        cmd += ["--" + k.replace("_", "-"), str(v)]
+        if k in ("fail_paths", "fail_methods"):
+            for item in [v] if isinstance(v, str) else v:
+                cmd += ["--" + k.replace("_", "-"), item]
+        elif k == "fail_status" and isinstance(v, list | tuple):
+            cmd += ["--fail-status", ",".join(str(s) for s in v)]
+        else:
+            cmd += ["--" + k.replace("_", "-"), str(v)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
