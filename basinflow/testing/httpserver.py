@@ -3,7 +3,9 @@
 Run as ``python -m basinflow.testing.httpserver ROOT [--port 0] [--log FILE]``; it prints
 ``PORT <n>`` once listening. ``GET /__stats__`` returns request and byte counts so tests
 and benchmarks count what was really transferred; ``POST /__reset__`` zeroes them.
-Directory listings are HTML (fsspec's HTTP glob parses them).
+Directory listings are HTML (fsspec's HTTP glob parses them). Each line of the request
+log holds the method, path, ``Range`` and the *names* of the request headers (never their
+values), so tests can assert that no ``Authorization`` header reached a host.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def make_app(root: Path, log: Path | None = None) -> web.Application:
                             "method": request.method,
                             "path": request.path,
                             "range": request.headers.get("Range"),
+                            # names only, lower-cased: tests check that no credential
+                            # header reached this host; values are never recorded
+                            "headers": sorted({k.lower() for k in request.headers}),
                         }
                     )
                     + "\n"

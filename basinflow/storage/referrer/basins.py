@@ -19,6 +19,25 @@ basin's ``dim`` matches the referrer's one to one) or ``"basinmapN"``: the integ
 ``/basinmaps/basinmapN`` gives, for each referrer position along ``dim``, the basin
 position (subsets, supersets and many-to-one all work; any number of maps).
 ``key`` is a stable hash of the canonical JSON of the definition.
+
+Limits
+------
+A referrer is data and may come from anyone, so opening one is bounded in memory and
+time. These limits are checked *before* the oversized part is read; exceeding one raises
+:class:`~basinflow.errors.BasinLimitError` (:class:`~basinflow.errors.BasinDepthError`
+for chains) naming the referrer, the limit and what to do:
+
+* :data:`MAX_BASINS` basin definitions (and basin maps) in one referrer;
+* :data:`MAX_BASIN_JSON_BYTES` characters in one definition;
+* :data:`MAX_BASINMAP_LENGTH` entries in one basin map (a map must also have exactly the
+  referrer's length along its dimension, checked from its shape before it is read);
+* :data:`MAX_PROVENANCE_BYTES` of provenance JSON;
+* :data:`MAX_BASIN_DEPTH` referrers in a chain of basins of basins (the referrer opened
+  plus 15 below it); deeper chains are refused before the deeper files are opened:
+  ``export`` an intermediate referrer to make it self-contained;
+* :data:`MAX_REFERRERS` referrers opened in total by one ``open_referrer`` call (a
+  referrer whose basins all point at one referrer whose basins all point at one ... would
+  otherwise be opened exponentially often).
 """
 
 from __future__ import annotations
@@ -27,17 +46,38 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from basinflow.errors import ReferrerError
+from basinflow.errors import BasinLimitError, ReferrerError
 from basinflow.storage import fs
 
 TYPES = ("file", "remote", "internal")
 FORMATS = ("hdf5", "http", "s3", "tiff")
 #: the order basins are applied in (innate variables always come first)
 TYPE_PRIORITY = {"internal": 0, "file": 1, "remote": 2}
+
+#: most basin definitions (and, separately, basin maps) one referrer may hold
+MAX_BASINS = 256
+#: longest basin definition, in characters of JSON
+MAX_BASIN_JSON_BYTES = 1024 * 1024
+#: most entries in one basin map (80 MB of int64)
+MAX_BASINMAP_LENGTH = 10_000_000
+#: longest provenance document, in bytes of JSON
+MAX_PROVENANCE_BYTES = 64 * 1024 * 1024
+#: longest chain of referrers (the one opened, its referrer basin, that one's, ...)
+MAX_BASIN_DEPTH = 16
+#: most referrers one ``open_referrer`` call opens (every basin of every chain counted)
+MAX_REFERRERS = 256
+
+_MAPPING = re.compile(r"basinmap[0-9]{1,9}")
+#: the advice of every error about a damaged or crafted referrer
+DAMAGED = (
+    "the referrer is damaged or was crafted: re-cook it, or copy it again from its source "
+    "(check where it came from)"
+)
 
 
 @dataclass
@@ -61,18 +101,60 @@ class Basin:
     pin_file: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise ReferrerError(f"basin name {self.name!r} must be a non-empty string without '/'")
         if self.type not in TYPES:
             raise ReferrerError(f"basin {self.name!r}: type {self.type!r} is not one of {TYPES}")
         if self.format not in FORMATS:
             raise ReferrerError(
                 f"basin {self.name!r}: format {self.format!r} is not one of {FORMATS}"
             )
-        if self.mapping != "same" and not (
-            self.mapping.startswith("basinmap") and self.mapping[8:].isdigit()
+        if not isinstance(self.mapping, str) or not (
+            self.mapping == "same" or _MAPPING.fullmatch(self.mapping)
         ):
             raise ReferrerError(
                 f"basin {self.name!r}: mapping {self.mapping!r} must be 'same' or 'basinmapN'"
             )
+        self.paths = self._strings("paths", self.paths)
+        self.urls = self._strings("urls", self.urls)
+        if self.variables is not None:
+            self.variables = self._strings("variables", self.variables)
+        for name in ("layout", "dim", "identifier"):
+            self._check(name, isinstance(getattr(self, name), str), "a string")
+        for name in ("fragment", "pin_file"):
+            value = getattr(self, name)
+            self._check(name, value is None or isinstance(value, str), "a string or null")
+        order_ok = isinstance(self.order, int) and not isinstance(self.order, bool)
+        self._check("order", order_ok, "an integer")
+        self._check("pin", self.pin is None or _str_keys(self.pin), "an object or null")
+        links_ok = _str_keys(self.links) and all(isinstance(v, str) for v in self.links.values())
+        self._check("links", links_ok, "an object of strings")
+        datasets_ok = _str_keys(self.datasets) and all(
+            _dataset_spec(v) for v in self.datasets.values()
+        )
+        self._check("datasets", datasets_ok, 'an object of {"path": ..., "dims": [...]} objects')
+        if self.pin_file is not None and (
+            self.pin_file.startswith("/")
+            or "://" in self.pin_file
+            or ".." in self.pin_file.replace("\\", "/").split("/")
+        ):
+            raise ReferrerError(
+                f"basin {self.name!r}: pin_file {self.pin_file!r} must be a relative path "
+                "inside the basin's location (no '..', not absolute)"
+            )
+
+    def _check(self, what: str, ok: bool, expected: str) -> None:
+        if not ok:
+            value = getattr(self, what)
+            raise ReferrerError(
+                f"basin {self.name!r}: {what} must be {expected}, not "
+                f"{type(value).__name__} {str(value)[:80]!r}"
+            )
+
+    def _strings(self, what: str, value: Any) -> list[str]:
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        self._check(what, ok, "a list of strings")
+        return list(value)
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_json(self) -> str:
@@ -84,16 +166,32 @@ class Basin:
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "") -> Basin:
+        """A definition from its JSON; anything malformed raises
+        :class:`~basinflow.errors.ReferrerError` naming ``where``, anything over
+        :data:`MAX_BASIN_JSON_BYTES` :class:`~basinflow.errors.BasinLimitError`."""
+        if not isinstance(text, str | bytes | bytearray):
+            raise ReferrerError(
+                f"{where}: malformed basin definition: a {type(text).__name__}, not JSON text; "
+                f"{DAMAGED}"
+            )
+        if len(text) > MAX_BASIN_JSON_BYTES:
+            raise BasinLimitError(
+                f"{where}: basin definition of {len(text)} characters exceeds the limit of "
+                f"{MAX_BASIN_JSON_BYTES} (MAX_BASIN_JSON_BYTES); it was not parsed (a "
+                f"definition is a few hundred bytes): {DAMAGED}"
+            )
         try:
             data = json.loads(text)
             if not isinstance(data, dict):
-                raise TypeError("not an object")
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
             known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
             return cls(**known)
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ReferrerError):
-                raise
-            raise ReferrerError(f"{where}: malformed basin definition: {exc}") from exc
+        except ReferrerError as exc:
+            if where and not str(exc).startswith(where):
+                raise type(exc)(f"{where}: {exc}; {DAMAGED}") from exc
+            raise
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ReferrerError(f"{where}: malformed basin definition ({exc}); {DAMAGED}") from exc
 
     @property
     def priority(self) -> tuple[int, int, str]:
@@ -110,6 +208,19 @@ class Basin:
             out.append(resolve_path(p, base))
         out.extend(self.urls)
         return list(dict.fromkeys(out))
+
+
+def _str_keys(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _dataset_spec(spec: Any) -> bool:
+    if not _str_keys(spec) or not isinstance(spec.get("path"), str):
+        return False
+    dims = spec.get("dims")
+    return dims is None or (
+        isinstance(dims, list | tuple) and all(isinstance(d, str) for d in dims)
+    )
 
 
 def referrer_dir(url: str) -> str:
@@ -214,7 +325,14 @@ def referrer_as_basin(
 
 
 __all__ = [
+    "DAMAGED",
     "FORMATS",
+    "MAX_BASINMAP_LENGTH",
+    "MAX_BASINS",
+    "MAX_BASIN_DEPTH",
+    "MAX_BASIN_JSON_BYTES",
+    "MAX_PROVENANCE_BYTES",
+    "MAX_REFERRERS",
     "TYPES",
     "TYPE_PRIORITY",
     "Basin",

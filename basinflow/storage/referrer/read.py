@@ -12,6 +12,24 @@ hidden, and listed in ``ds.encoding["shadowed"]``):
 and, within one type, the order the basins were written in (``order``, then name).
 Within a basin, locations are tried in the order listed; the first trusted one that
 exists is used. Every location is checked by :mod:`trust` before anything is opened.
+
+Hostile referrers
+-----------------
+A referrer may come from anyone, so beyond :mod:`trust`:
+
+* HDF5 links are data too. libhdf5 follows an ``ExternalLink`` by opening a *local*
+  file named in it (even from a file read over HTTP), and xarray follows every link in
+  the group it opens. So the groups xarray opens (the root: innate variables; an
+  internal basin's ``/basin_data/<name>``) and the referrer's metadata objects must be
+  hard links, and every soft or external link a basin's dataset path or raw layout
+  would follow is resolved the way libhdf5 resolves it and refused unless the file it
+  opens is trusted (no external links at all in remote files).
+* Cycles are found by file identity (device and inode locally), so an alias through a
+  symlink, a hard link or ``..`` is the same referrer.
+* Sizes are bounded by the limits in :mod:`basins` (``MAX_BASIN_DEPTH``,
+  ``MAX_REFERRERS``, ``MAX_BASINS``, ``MAX_BASIN_JSON_BYTES``,
+  ``MAX_BASINMAP_LENGTH``), checked from shapes and counts before anything large is
+  read.
 """
 
 from __future__ import annotations
@@ -30,7 +48,9 @@ import xarray as xr
 
 from basinflow.errors import (
     BasinCycleError,
+    BasinDepthError,
     BasinError,
+    BasinLimitError,
     BasinUnavailableError,
     LayoutError,
     MissingBasinWarning,
@@ -42,7 +62,17 @@ from basinflow.errors import (
     UntrustedBasinError,
 )
 from basinflow.storage import fs
-from basinflow.storage.referrer.basins import Basin
+from basinflow.storage.referrer.basins import (
+    DAMAGED,
+    MAX_BASIN_DEPTH,
+    MAX_BASIN_JSON_BYTES,
+    MAX_BASINMAP_LENGTH,
+    MAX_BASINS,
+    MAX_PROVENANCE_BYTES,
+    MAX_REFERRERS,
+    Basin,
+)
+from basinflow.storage.referrer.h5links import audit, link_of
 from basinflow.storage.referrer.trust import Trust, normalize
 from basinflow.storage.referrer.write import MARKER
 
@@ -103,23 +133,42 @@ def read_meta(url: str, storage_options: Mapping[str, Any] | None = None) -> Ref
     try:
         f, fobj = _open_h5(url, storage_options, "referrer")
     except NotHDF5Error as exc:
-        raise ReferrerError(f"{exc}; it is not a basinflow referrer or it is truncated") from exc
+        raise ReferrerError(
+            f"{exc}; it is not a basinflow referrer or it is truncated: re-cook it, or copy it "
+            "again from its source"
+        ) from exc
     except BasinUnavailableError as exc:
-        raise NotFound(str(exc)) from exc
+        raise NotFound(f"{exc}; check the path or URL") from exc
     try:
         if MARKER not in f.attrs:
             raise ReferrerError(
-                f"{url!r} is an HDF5 file but not a basinflow referrer (no {MARKER!r} attribute)"
+                f"{url!r} is an HDF5 file but not a basinflow referrer (no {MARKER!r} "
+                "attribute); open raw scans with bf.Repository(...), or use h5py/xarray"
             )
-        basins = [
-            Basin.from_json(_text(f["basins"][k][()]), f"{url}#/basins/{k}")
-            for k in (f.get("basins", ()))
-        ]
-        maps = {k: np.asarray(v[()]) for k, v in f["basinmaps"].items()} if "basinmaps" in f else {}
-        prov = json.loads(_text(f["provenance/document"][()])) if "provenance" in f else {}
-        dims = json.loads(_text(f.attrs.get("basinflow_dims", "{}")))
+        for name in f:  # xarray opens the root group: it must not lead out of the file
+            _hard(f, name, url)
+        dims = _dims(url, json.loads(_text(f.attrs.get("basinflow_dims", "{}"))))
+        basins = []
+        group = _hard(f, "basins", url, h5py.Group) if _has(f, "basins") else {}
+        _count(url, "basin definitions", len(group))
+        for k in group:
+            text = _small_text(_hard(group, k, url, h5py.Dataset), url, MAX_BASIN_JSON_BYTES)
+            basins.append(Basin.from_json(text, f"{url}#/basins/{k}"))
+        for b in basins:
+            if b.type == "internal":  # xarray opens /basin_data/<name>: links stay inside
+                data = _hard(f, "basin_data", url, h5py.Group)
+                own = _hard(data, b.name, url, h5py.Group)
+                for name in own:
+                    _hard(own, name, url)
+        maps = _basinmaps(f, url, basins, dims)
+        prov: Any = {}
+        if _has(f, "provenance"):
+            doc = _hard(_hard(f, "provenance", url, h5py.Group), "document", url, h5py.Dataset)
+            prov = json.loads(_small_text(doc, url, MAX_PROVENANCE_BYTES))
+            if not isinstance(prov, dict):
+                raise ReferrerError(f"{url!r}: /provenance/document is not an object; {DAMAGED}")
         return ReferrerMeta(url, basins, maps, prov, dims, _text(f.attrs[MARKER]))
-    except (KeyError, OSError, ValueError) as exc:
+    except (KeyError, OSError, ValueError, TypeError, RecursionError) as exc:
         if isinstance(exc, ReferrerError):
             raise
         raise ReferrerError(f"{url!r}: malformed or truncated referrer: {exc}") from exc
@@ -127,6 +176,120 @@ def read_meta(url: str, storage_options: Mapping[str, Any] | None = None) -> Ref
         f.close()
         if fobj is not None:
             fobj.close()
+
+
+def _has(group: h5py.Group, name: str) -> bool:
+    return link_of(group, name) is not None
+
+
+def _hard(group: h5py.Group, name: str, url: str, kind: type | None = None) -> Any:
+    """``group[name]`` when it is a hard link (to a ``kind``): never follows a soft or
+    external link (libhdf5 would open the file an external link names, wherever it is)."""
+    link = link_of(group, name)
+    where = f"{group.name.rstrip('/')}/{name}"
+    if link is None:
+        raise ReferrerError(f"{url!r}: {where} is missing; {DAMAGED}")
+    if link[0] != "hard":
+        target = ":".join(link[1]) if isinstance(link[1], tuple) else link[1]
+        raise ReferrerError(
+            f"{url!r}: {where} is a {link[0]} link (to {target!r}); a referrer stores its "
+            f"variables and metadata itself. It was not followed; {DAMAGED}"
+        )
+    obj = group[name]
+    if kind is not None and not isinstance(obj, kind):
+        raise ReferrerError(
+            f"{url!r}: {where} is a {type(obj).__name__}, not a {kind.__name__}; {DAMAGED}"
+        )
+    if isinstance(obj, h5py.Dataset):
+        dcpl = obj.id.get_create_plist()
+        if dcpl.get_external_count() or (
+            dcpl.get_layout() == h5py.h5d.VIRTUAL
+            and any(dcpl.get_virtual_filename(i) != "." for i in range(dcpl.get_virtual_count()))
+        ):
+            raise ReferrerError(
+                f"{url!r}: {where} keeps its data in another file (external storage or a "
+                f"virtual dataset); a referrer stores its variables itself. It was not read; "
+                f"{DAMAGED}"
+            )
+    return obj
+
+
+def _count(url: str, what: str, n: int) -> None:
+    if n > MAX_BASINS:
+        raise BasinLimitError(
+            f"{url!r} has {n} {what}, more than the limit of {MAX_BASINS} (MAX_BASINS); it "
+            f"was refused before reading them (a referrer holds a few); {DAMAGED}"
+        )
+
+
+def _small_text(d: h5py.Dataset, url: str, limit: int) -> str:
+    """A scalar string dataset's text, refused unread when its declared size is over
+    ``limit`` (a variable-length string can only be read to be measured; its bytes are
+    stored uncompressed, so it is no larger than the file)."""
+    if d.shape != () or d.dtype.kind not in "OSU":
+        raise ReferrerError(
+            f"{url!r}: {d.name} is not a scalar string (shape {d.shape}); it was not read; "
+            f"{DAMAGED}"
+        )
+    if d.dtype.kind in "SU" and d.dtype.itemsize > limit:
+        raise BasinLimitError(
+            f"{url!r}: {d.name} declares {d.dtype.itemsize} bytes, over the limit of {limit}; "
+            f"it was not read; {DAMAGED}"
+        )
+    text = _text(d[()])
+    if len(text) > limit:
+        raise BasinLimitError(
+            f"{url!r}: {d.name} holds {len(text)} characters, over the limit of {limit}; "
+            f"it was not parsed; {DAMAGED}"
+        )
+    return text
+
+
+def _dims(url: str, dims: Any) -> dict[str, int]:
+    if not isinstance(dims, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in dims.items()
+    ):
+        raise ReferrerError(
+            f"{url!r}: attribute basinflow_dims must map dimension names to sizes, not "
+            f"{str(dims)[:80]!r}; {DAMAGED}"
+        )
+    return dims
+
+
+def _basinmaps(
+    f: h5py.File, url: str, basins: list[Basin], dims: Mapping[str, int]
+) -> dict[str, np.ndarray]:
+    """The basin maps, each checked from its shape (against the referrer's length along the
+    dimension of the basin using it, and :data:`MAX_BASINMAP_LENGTH`) before it is read."""
+    if not _has(f, "basinmaps"):
+        return {}
+    group = _hard(f, "basinmaps", url, h5py.Group)
+    _count(url, "basin maps", len(group))
+    users = {b.mapping: b for b in basins}
+    maps = {}
+    for k in group:
+        d = _hard(group, k, url, h5py.Dataset)
+        b = users.get(k)
+        if d.ndim != 1 or d.dtype.kind not in "iu":
+            raise ReferrerError(
+                f"{url!r}: {k}{f' of basin {b.name!r}' if b else ''} must be a 1-d integer "
+                f"array, not {d.dtype} of shape {d.shape}; {DAMAGED}"
+            )
+        want = dims.get(b.dim) if b is not None else None
+        if want is not None and len(d) != want:
+            raise ReferrerError(
+                f"{url!r}: {k} of basin {b.name!r} has shape {d.shape}; the referrer has "
+                f"{want} along {b.dim!r} (it was not read); {DAMAGED}"
+            )
+        if len(d) > MAX_BASINMAP_LENGTH:
+            raise BasinLimitError(
+                f"{url!r}: {k}{f' of basin {b.name!r}' if b else ''} declares {len(d)} "
+                f"entries, over the limit of {MAX_BASINMAP_LENGTH} (MAX_BASINMAP_LENGTH); it "
+                f"was not read; {DAMAGED}"
+            )
+        maps[k] = np.asarray(d[()], dtype=np.int64)
+    return maps
 
 
 def _text(v: Any) -> str:
@@ -191,7 +354,7 @@ def open_referrer(
         host_options=host_options,
         trust_referrer_dir=trust_referrer_dir,
     )
-    return _open(url, dict(storage_options or {}), trust, check_pins, missing, ())
+    return _open(url, dict(storage_options or {}), trust, check_pins, missing, _Chain())
 
 
 def _as_url(url: str) -> str:
@@ -200,19 +363,65 @@ def _as_url(url: str) -> str:
     return "file://" + os.path.abspath(os.path.expanduser(url))
 
 
+@dataclass(frozen=True)
+class _Chain:
+    """The referrers being opened (outermost first) and how many one call has opened."""
+
+    urls: tuple[str, ...] = ()
+    keys: tuple[Any, ...] = ()
+    opened: list[int] = field(default_factory=lambda: [0])
+
+    def enter(self, url: str) -> _Chain:
+        """This chain extended by ``url``: refused, before ``url`` is opened, if that
+        closes a cycle or exceeds ``MAX_BASIN_DEPTH`` or ``MAX_REFERRERS``."""
+        ident = normalize(url)
+        key = _identity(ident)
+        if key in self.keys:
+            chain = " -> ".join([*self.urls, ident])
+            raise BasinCycleError(
+                f"basins refer to each other in a cycle: {chain}; fix the basin paths (each "
+                "must lead to a source, never back up the chain), or re-cook the referrer "
+                "from its raw data"
+            )
+        if len(self.urls) >= MAX_BASIN_DEPTH:
+            raise BasinDepthError(
+                f"the basin chain of {self.urls[0]!r} is longer than {MAX_BASIN_DEPTH} "
+                f"referrers (MAX_BASIN_DEPTH): {self.urls[-1]!r}, the {len(self.urls)}th, has "
+                f"a referrer basin {url!r}, which was not opened. Export an intermediate "
+                "referrer fewer than that many steps from the end of the chain "
+                "(`basinflow export REF COPY`) and point the chain at the self-contained copy"
+            )
+        self.opened[0] += 1
+        if self.opened[0] > MAX_REFERRERS:
+            raise BasinLimitError(
+                f"opening {self.urls[0]!r} would open more than {MAX_REFERRERS} referrers "
+                f"(MAX_REFERRERS; next: {url!r}); its basins of basins fan out too far. "
+                "Export it where it was made (`basinflow export REF COPY`) and use the copy"
+            )
+        return _Chain((*self.urls, ident), (*self.keys, key), self.opened)
+
+
+def _identity(ident: str) -> Any:
+    """What makes two locations one file: device and inode locally (an alias through a
+    hard link is found too), the normalised URL remotely."""
+    if fs.local_path(ident) is None:
+        return ident
+    try:
+        st = os.stat(ident)
+    except OSError:
+        return ident
+    return ("inode", st.st_dev, st.st_ino)
+
+
 def _open(
     url: str,
     options: dict[str, Any],
     trust: Trust,
     check_pins: bool,
     missing: str,
-    stack: tuple[str, ...],
+    stack: _Chain,
 ) -> xr.Dataset:
-    ident = normalize(url)
-    if ident in stack:
-        chain = " -> ".join([*stack, ident])
-        raise BasinCycleError(f"basins refer to each other in a cycle: {chain}")
-    stack = (*stack, ident)
+    stack = stack.enter(url)
     meta = read_meta(url, options)
     ds = _open_xr(url, options)
     shadowed: list[str] = []
@@ -298,15 +507,22 @@ def resolve(
         res.status = "missing"
         res.message = (
             f"basin {basin.name!r} ({basin.identifier}) of {meta.url!r} is unavailable; "
-            "tried: " + "; ".join(f"{loc} ({why})" for loc, why in res.tried)
+            "tried: "
+            + "; ".join(f"{loc} ({why})" for loc, why in res.tried)
+            + "; put the file back, or open with missing='warn' to read the rest"
         )
         return res
     res.status = "ok"
     if basin.pin:
-        opts = trust.check(res.location)
         pin_url = res.location
         if basin.pin_file:
             pin_url = res.location.rstrip("/") + "/" + basin.pin_file
+        try:
+            opts = trust.check(pin_url, what=f"basin {basin.name!r} pin file")
+        except UntrustedBasinError as exc:
+            res.tried.append((pin_url, "untrusted (not opened)"))
+            res.status, res.location, res.message = "untrusted", None, f"{meta.url!r}: {exc}"
+            return res
         try:
             ok = fs.pin_matches(basin.pin, pin_url, opts)
         except Exception as exc:  # noqa: BLE001
@@ -330,7 +546,7 @@ def _load(
     trust: Trust,
     check_pins: bool,
     missing: str,
-    stack: tuple[str, ...],
+    stack: _Chain,
 ) -> xr.Dataset:
     opts = trust.check(location) if basin.type != "internal" else {}
     what = f"basin {basin.name!r} ({location})"
@@ -345,12 +561,14 @@ def _load(
                     raise
                 raise BasinFormatError(f"{what}: {exc}") from exc
         if basin.format in ("hdf5", "http", "s3") and basin.layout != "tiff":
-            _check_hdf5(location, opts, what)
+            _check_hdf5(location, opts, what, trust)
         if basin.layout == "datasets":
             return _datasets(basin, location, opts)
         from basinflow.storage import layouts
 
         cls = layouts.layout_class(basin.layout)
+        if cls.supports_directories:
+            _check_directory(location, trust, what)
         content = cls().read(location, basin.fragment, opts)
         if hasattr(content.frames, "with_index"):  # direct chunk reads, as Scan.raw does
             from dataclasses import replace
@@ -363,11 +581,30 @@ def _load(
         raise BasinFormatError(f"{what} cannot be read: {exc}") from exc
 
 
-def _check_hdf5(url: str, opts: Mapping[str, Any], what: str) -> None:
+def _check_directory(url: str, trust: Trust, what: str) -> None:
+    """Every entry of a local scan directory (a TIFF stack) must resolve inside the trusted
+    roots: the directory may be trusted while a frame in it is a symlink to elsewhere."""
+    path = fs.local_path(url)
+    if path is None:
+        return
+    try:
+        entries = [e.path for e in os.scandir(path)]
+    except OSError as exc:
+        raise BasinUnavailableError(f"{what}: cannot list the directory: {exc}") from exc
+    for entry in entries:
+        trust.check("file://" + entry, what=f"{what}: file")
+
+
+def _check_hdf5(url: str, opts: Mapping[str, Any], what: str, trust: Trust) -> None:
+    """An HDF5 file, and none that would make libhdf5 open an untrusted file (see
+    :mod:`~basinflow.storage.referrer.h5links`)."""
     f, fobj = _open_h5(url, opts, what)
-    f.close()
-    if fobj is not None:
-        fobj.close()
+    try:
+        audit(f, url, trust, what=what)
+    finally:
+        f.close()
+        if fobj is not None:
+            fobj.close()
 
 
 def _datasets(basin: Basin, url: str, opts: Mapping[str, Any]) -> xr.Dataset:

@@ -11,6 +11,9 @@ Rules
   default, the directory holding the referrer itself and everything below it (never its
   parents: a referrer in ``/tmp`` may point at ``/tmp/x/raw.h5``, not at
   ``/tmp/../etc/passwd``). ``trust_referrer_dir=False`` removes that last root.
+  The path checked is the one that will be opened: a ``file://`` URL is read literally
+  (as fsspec and h5py do) and must be absolute, and, if percent-decoding changes it, its
+  decoded form must be inside a trusted root too.
 * A **remote** location (``http(s)://``, ``s3://``) is allowed when it lies under a
   trusted root URL (prefix match on whole path segments, no ``..`` segments) or its
   host is a trusted host (``"http://host:port"``; for S3 the bucket, ``"s3://bucket"``).
@@ -36,11 +39,19 @@ from basinflow.storage import fs
 def normalize(url: str) -> str:
     """A canonical form: local paths absolute and real (symlinks resolved) as plain
     paths; remote URLs with the path normalised. ``..`` segments in a remote URL are
-    refused rather than interpreted."""
+    refused rather than interpreted.
+
+    A ``file://`` URL is taken literally, as :func:`basinflow.storage.fs.local_path`,
+    fsspec and h5py open it: ``%2e%2e`` is a directory of that name, not ``..``
+    (:meth:`Trust.check` also refuses a location whose percent-decoded form would
+    leave the trusted roots)."""
     path = fs.local_path(url)
-    if path is not None:
-        return os.path.realpath(os.path.expanduser(unquote(path) if "://" in url else path))
-    parts = urlsplit(url)
+    try:
+        if path is not None:
+            return os.path.realpath(os.path.expanduser(path))
+        parts = urlsplit(url)
+    except ValueError as exc:  # an embedded NUL, an unparsable netloc
+        raise UntrustedBasinError(f"{url!r} is not a valid location ({exc})") from exc
     segments = unquote(parts.path).split("/")
     if ".." in segments or "." in segments:
         raise UntrustedBasinError(f"{url!r}: '..' or '.' segments are not allowed in basin URLs")
@@ -107,14 +118,21 @@ class Trust:
 
     def check(self, url: str, *, what: str = "basin") -> dict[str, Any]:
         """Storage options for ``url`` if it may be opened; else :class:`UntrustedBasinError`."""
+        path = fs.local_path(url)
+        local = path is not None
+        if local and not os.path.isabs(path):
+            # "file://x.h5", "~/x.h5": h5py would open it relative to the working directory
+            raise UntrustedBasinError(
+                f"{what} location {url!r} is a relative file URL (it would resolve against the "
+                "working directory); it was not opened. Basin paths are relative to the "
+                "referrer's directory: use such a path, or an absolute one"
+            )
         target = normalize(url)
-        local = fs.local_path(url) is not None
-        best: TrustedRoot | None = None
-        for r in self.roots:
-            if (fs.local_path(r.root) is not None) != local:
-                continue
-            if _under(target, r.root) and (best is None or len(r.root) > len(best.root)):
-                best = r
+        best = self._best_root(target, local)
+        decoded = unquote(path) if local and "://" in url else path
+        # percent-encoding: it must be safe however a layer below reads it, as is or decoded
+        if best is not None and decoded != path and not self._best_root(normalize(decoded), True):
+            best = None
         if best is not None:
             return dict(best.storage_options)
         if not local and _host_key(url) in self.hosts:
@@ -126,6 +144,16 @@ class Trust:
             f"({hosts}); it was not opened. If you trust it, pass trusted=[...] or "
             "trusted_hosts=[...] to open_referrer"
         )
+
+    def _best_root(self, target: str, local: bool) -> TrustedRoot | None:
+        """The longest trusted root containing the normalised ``target``."""
+        best: TrustedRoot | None = None
+        for r in self.roots:
+            if (fs.local_path(r.root) is not None) != local:
+                continue
+            if _under(target, r.root) and (best is None or len(r.root) > len(best.root)):
+                best = r
+        return best
 
     def allows(self, url: str) -> bool:
         try:
