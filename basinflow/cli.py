@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from basinflow.errors import Error
@@ -87,20 +88,21 @@ def ls(
     """List proposals, or a proposal's scans with summary columns."""
     repo = _repository(repository, config)
     if proposal is None:
-        out.print(f"[bold]{repo.name}[/bold] {repo.url}", highlight=False)
+        out.print(f"[bold]{escape(repo.name)}[/bold] {escape(repo.url)}", highlight=False)
         t = Table("proposal", "handle")
         for h, k in sorted(repo._handles.items(), key=lambda kv: repo.keys().index(kv[1])):
             t.add_row(k, h)
         out.print(t)
         return
     prop = repo[proposal]
-    t = Table("scan", "type", "frames", "axes", "detector", title=f"{repo.name} / {prop.key}")
+    title = escape(f"{repo.name} / {prop.key}")
+    t = Table("scan", "type", "frames", "axes", "detector", title=title)
     for key in prop.scans():
         s = prop[key].summary
         axes = ", ".join(f"{a} {lo:.4g}..{hi:.4g}" for a, (lo, hi) in s["axes"].items())
         t.add_row(
             key,
-            s["type"],
+            escape(s["type"]),
             str(s["frames"]),
             axes,
             f"{s['detector'][0]}x{s['detector'][1]} {s['dtype']}",
@@ -136,12 +138,37 @@ def _register_subapps() -> None:
 _register_subapps()
 
 
+def _error_line(text: str) -> None:
+    # the message is data (URLs, keys, templates): never rich markup, always one line
+    line = " ".join(str(text).split())
+    Console(stderr=True).print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, prog_name="basinflow", standalone_mode=True)
+        code = app(args=argv, prog_name="basinflow", standalone_mode=False)
     except Error as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt, EOFError):  # as click's standalone mode does
+        _error_line("aborted")
+        sys.exit(1)
+    except Exception as exc:
+        if isinstance(exc, BrokenPipeError):  # `basinflow ls ... | head`
+            sys.exit(1)
+        # usage errors (a missing argument, an unknown option, ...) of click or of the click
+        # typer vendors: one line too; anything else is a bug and keeps its traceback
+        exit_code = getattr(exc, "exit_code", None)
+        if not (hasattr(exc, "format_message") and isinstance(exit_code, int)):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `basinflow spice`: show its help
+            exc.show()
+            sys.exit(exit_code)
+        ctx = getattr(exc, "ctx", None)
+        where = getattr(ctx, "command_path", None) or "basinflow"
+        _error_line(f"{exc.format_message()} (see '{where} --help')")
+        sys.exit(exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 _ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="basinflow YAML config")]
@@ -35,7 +36,7 @@ def results_table(results: list, title: str | None = None) -> Table:
             f"{r.seconds:.2f}",
             _size(r.bytes_read),
             _size(r.bytes_written),
-            r.reason if r.status == "failed" else (r.output or r.reason),
+            escape(r.reason if r.status == "failed" else (r.output or r.reason)),
         )
     return t
 
@@ -105,7 +106,9 @@ def cook(
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
     for r in failed:
         console.print(
-            f"[red]failed[/red] {r.proposal}/{r.scan}: {r.reason}", soft_wrap=True, highlight=False
+            f"[red]failed[/red] {escape(f'{r.proposal}/{r.scan}: {r.reason}')}",
+            soft_wrap=True,
+            highlight=False,
         )
     if failed:
         raise typer.Exit(1)

@@ -89,20 +89,31 @@ def _values(assignments: list[str] | None, file: Path | None) -> dict[str, Any]:
             content = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
         except OSError as exc:
             raise SpiceError(f"cannot read values file {str(file)!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SpiceError(
+                f"values file {str(file)!r} is not UTF-8 text; give a YAML or JSON file"
+            ) from None
         except yaml.YAMLError as exc:
-            raise SpiceError(f"values file {str(file)!r} is not YAML/JSON: {exc}") from None
+            from basinflow.config import yaml_problem
+
+            raise SpiceError(
+                f"values file {str(file)!r} is not YAML/JSON: {yaml_problem(exc)}; fix the syntax"
+            ) from None
         if content is None:
             content = {}
         if not isinstance(content, dict):
             raise SpiceError(
                 f"values file {str(file)!r} must hold a mapping of field names to values, "
-                f"got {type(content).__name__}"
+                f"got {type(content).__name__}; give one field per line (e.g. beamEnergy: 8048)"
             )
         values.update(content)
     for item in assignments or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise SpiceError(f"argument {item!r} is not KEY=VALUE (e.g. beamEnergy=8048.0)")
+            raise SpiceError(
+                f"argument {item!r} is not KEY=VALUE; write it as KEY=VALUE (e.g. "
+                "beamEnergy=8048.0)"
+            )
         values[key.strip()] = _parse_value(text)
     return values
 

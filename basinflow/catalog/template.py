@@ -57,6 +57,7 @@ class Template:
             raise UnknownSchemeError(
                 f"template {self.text!r} uses scheme {scheme!r}; use one of {', '.join(SCHEMES)}"
             )
+        _check_text(self.text)
         used = set(_FIELD.findall(self.text))
         unknown = used - set(self.fields)
         if unknown:
@@ -77,10 +78,17 @@ class Template:
                 "inside the HDF5 file"
             )
         path = self.path
-        if path.split("://", 1)[1].startswith("{"):
+        rest = path.split("://", 1)[1]
+        if rest.startswith("{"):
             raise TemplateError(
                 f"template {self.text!r} starts with a field; put a fixed root (bucket, host or "
                 "directory) before the first field"
+            )
+        if scheme in ("s3", "http", "https") and rest.startswith("/") and _FIELD.search(rest):
+            # 's3:///{proposal}/...' would make the first field the bucket (or host)
+            raise TemplateError(
+                f"template {self.text!r} has no {'bucket' if scheme == 's3' else 'host'}; "
+                f"put a fixed one after '{scheme}://' before the first field"
             )
 
     # -- parts -------------------------------------------------------------------------------
@@ -151,6 +159,32 @@ class Template:
             return None
         comps = frag.split("/")
         return comps, max(i for i, c in enumerate(comps) if "{" + field + "}" in c)
+
+
+def _check_text(text: str) -> None:
+    """Refuse what would make the expansion ambiguous or escape the template's root: a
+    brace that is not part of a ``{field}``, control characters, and ``.``/``..`` segments
+    from the first field on (``/d/{proposal}/../x`` would leave the proposal's directory;
+    the fixed root before the first field is the user's to choose)."""
+    stray = re.search(r"[{}]", _FIELD.sub("", text))
+    if stray is not None:
+        raise TemplateError(
+            f"template {text!r} has an unbalanced {stray.group()!r}; write fields as "
+            "{proposal} and {scan}, with no other braces"
+        )
+    bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise TemplateError(f"template {text!r} contains the control character {bad!r}; remove it")
+    first = _FIELD.search(text)
+    if first is None:
+        return
+    tail = text[text.rfind("/", 0, first.start()) + 1 :]
+    for part in tail.replace("#", "/").split("/"):
+        if part in (".", ".."):
+            raise TemplateError(
+                f"template {text!r} has a {part!r} segment; use a normalized absolute path "
+                "(keys and templates must not climb out of their root)"
+            )
 
 
 def _parser(pattern: str) -> re.Pattern:

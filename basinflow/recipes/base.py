@@ -169,7 +169,8 @@ class Recipe:
         if unknown:
             raise SpiceValidationError(
                 f"recipe {self.name!r}: {sorted(unknown)} are not fields of spice type "
-                f"{type_name!r}; known fields: {sorted(model.model_fields)}"
+                f"{type_name!r}; fix the override names (known fields: "
+                f"{sorted(model.model_fields)})"
             )
         try:
             return model.model_validate(data)
@@ -177,6 +178,7 @@ class Recipe:
             raise SpiceValidationError(
                 f"spice type {type_name!r} for recipe {self.name!r} is invalid: "
                 + _format_errors(exc)
+                + "; fix the spice (spice.update) or the overrides"
             ) from None
 
     def required_inputs(self, spice: Any = None, **overrides: Any) -> tuple[InputRef, ...]:

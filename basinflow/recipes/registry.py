@@ -134,8 +134,8 @@ def get_recipe(name: str) -> Recipe:
         return register_recipe(load_entry_point(ep))  # a broken plugin: RecipeError, named
     known = sorted(set(_registry) | set(_entry_points()))
     raise UnknownRecipeError(
-        f"no recipe named {name!r}; known recipes: {', '.join(known) or 'none'} "
-        f"(recipes are registered through the entry-point group {GROUP!r})"
+        f"no recipe named {name!r}; known recipes: {', '.join(known) or 'none'}; check the "
+        f"name, or install the package that registers it (entry-point group {GROUP!r})"
     )
 
 

@@ -216,9 +216,9 @@ def check_not_code(data: Mapping[str, Any], where: str = "data") -> None:
             continue
         if not isinstance(value, str) or not _REGISTERED_NAME.fullmatch(value):
             raise SpiceValidationError(
-                f"spice field {where}.{key}: {value!r} is not a registered name; spice is data "
-                "only and recipes are chosen by their registered name (e.g. 'rsm'), never by "
-                "a module path or file URL"
+                f"spice field {where}.{key}: {value!r} is not a registered name; use the name "
+                "a recipe is registered under (e.g. 'rsm'): spice is data only and recipes are "
+                "chosen by name, never by a module path or file URL"
             )
 
 

@@ -64,7 +64,7 @@ def read_spice_documents(
     except (ImportError, ValueError, TypeError) as exc:
         raise StorageError(f"cannot open spice source {url!r}: {exc}") from None
     if not fs.exists(path):
-        raise StorageError(f"spice source {url!r} does not exist")
+        raise StorageError(f"spice source {url!r} does not exist; check the path or URL")
     is_dir = fs.isdir(path)
     if is_dir:
         files = sorted(
@@ -101,7 +101,11 @@ def _parse_file(raw: bytes, where: str) -> list[SpiceDocument]:
         try:
             content = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise SpiceError(f"malformed spice document {where}: {exc}") from None
+            from basinflow.config import yaml_problem
+
+            raise SpiceError(
+                f"malformed spice document {where}: {yaml_problem(exc)}; fix or remove the file"
+            ) from None
     else:
         content = parse_json(raw, where)
     if isinstance(content, list):

@@ -469,7 +469,10 @@ class ProposalSpice:
                 )
             return base
         if _UUID.fullmatch(target):
-            raise SpiceNotFound(f"no spice document with uuid {target!r} in {self.store.url}")
+            raise SpiceNotFound(
+                f"no spice document with uuid {target!r} in {self.store.url}; check the uuid "
+                "(spice.history(handle) lists them)"
+            )
         scan = validate_key(target, "scan (viewpoint) or document uuid")
         if handle is None:
             raise SpiceError(

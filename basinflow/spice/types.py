@@ -187,8 +187,8 @@ def validate_spice_data(
             close = difflib.get_close_matches(name, list(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SpiceValidationError(
-                f"{what}: unknown field {name!r}{hint}; type {type_name!r} has fields "
-                f"{', '.join(sorted(model.model_fields)) or '(none)'}"
+                f"{what}: unknown field {name!r}{hint}; fix its name or remove it; type "
+                f"{type_name!r} has fields {', '.join(sorted(model.model_fields)) or '(none)'}"
             )
     try:
         return model.model_validate_json(json.dumps(plain, allow_nan=False), strict=True)
@@ -220,7 +220,8 @@ def _format_error(
             given = err.get("input")
             parts.append(f"field {path!r}: {msg}{expected}, got {given!r}")
     more = f" (and {len(parts) - 3} more)" if len(parts) > 3 else ""
-    return f"{what}: " + "; ".join(parts[:3]) + more + f" [type {type_name!r}]"
+    fix = "fix these values" if len(parts) > 1 else "fix this value"
+    return f"{what}: " + "; ".join(parts[:3]) + more + f" [type {type_name!r}]; {fix}"
 
 
 def _loc_text(loc: tuple) -> str:

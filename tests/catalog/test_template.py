@@ -18,7 +18,9 @@ KEY_ALPHABET = string.ascii_letters + string.digits + "._-"
 keys = st.text(KEY_ALPHABET, min_size=1, max_size=10).filter(is_valid_key)
 # literal text around fields; '+' and '~' cannot occur in keys, so they separate two
 # different fields in one component unambiguously
-literal = st.text(string.ascii_lowercase + string.digits + "._-", max_size=4)
+literal = st.text(string.ascii_lowercase + string.digits + "._-", max_size=4).filter(
+    lambda s: s not in (".", "..")  # templates refuse "."/".." segments after a field
+)
 ROOTS = ["file:///data/raw/", "s3://bucket/raw/", "http://127.0.0.1:8000/beam/", "memory://r/"]
 
 
