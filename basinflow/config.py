@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from basinflow.catalog.template import Template
-from basinflow.errors import ConfigError, Error
+from basinflow.errors import ConfigError, TemplateError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -56,11 +56,29 @@ class RepositoryConfig(_Model):
     @classmethod
     def _output(cls, v: str | None) -> str | None:
         if v is not None:
-            Template(v, fields=OUTPUT_FIELDS, required=("scan",))
+            output_template(v)
         return v
 
 
 OUTPUT_FIELDS = ("proposal", "scan", "recipe", "recipe_version", "spice")
+
+
+def output_template(text: str) -> Template:
+    """A referrer URL template: the output fields, ``{scan}`` required, and no ``#``
+    (a referrer is a whole file, never a group inside one)."""
+    template = Template(text, fields=OUTPUT_FIELDS, required=("scan",))
+    if template.fragment is not None:
+        raise TemplateError(
+            f"output template {template.text!r} has a '#' part; a referrer is a whole file: "
+            "remove the '#...' (e.g. file:///out/{proposal}/{scan}/{recipe}.h5)"
+        )
+    return template
+
+
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?#LW-]+")
+_CRON_NICKNAMES = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
 
 
 class ScheduleConfig(_Model):
@@ -70,6 +88,20 @@ class ScheduleConfig(_Model):
     recipe: str = "rsm"
     cron: str | None = None
     interval: float | None = Field(None, gt=0, description="seconds")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        # the shape only (Prefect checks the values when it schedules); a cron that cannot
+        # be one fails here, at load, instead of when `serve` registers the deployment
+        if v is not None and v.strip() not in _CRON_NICKNAMES:
+            fields = v.split()
+            if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+                raise ValueError(
+                    f"{v!r} is not a cron expression; use five fields 'minute hour day month "
+                    "weekday' (e.g. '0 2 * * *') or @daily, @hourly, ..."
+                )
+        return v
 
     @model_validator(mode="after")
     def _one_timer(self) -> ScheduleConfig:
@@ -91,6 +123,12 @@ class ClusterConfig(_Model):
     memory_limit: str | None = None
     processes: bool = True
     jobqueue: JobqueueConfig | None = None
+    inline_scan_mib: float = Field(
+        256,
+        ge=0,
+        description="scans with at most this many MiB of frames cook inside their task with "
+        "Dask's synchronous scheduler; larger ones spread their chunks over the cluster",
+    )
 
 
 class Config(_Model):
@@ -114,7 +152,10 @@ class Config(_Model):
             return self.repositories[name]
         except KeyError:
             known = ", ".join(sorted(self.repositories))
-            raise ConfigError(f"no repository {name!r} in the config; known: {known}") from None
+            raise ConfigError(
+                f"no repository {name!r} in the config; known: {known or 'none'}; use one of "
+                "those names or add it under 'repositories:'"
+            ) from None
 
 
 def _expand(value: Any) -> Any:
@@ -122,7 +163,10 @@ def _expand(value: Any) -> Any:
 
         def sub(m: re.Match) -> str:
             if m.group(1) not in os.environ:
-                raise ConfigError(f"config refers to ${{{m.group(1)}}} but it is not set")
+                raise ConfigError(
+                    f"config refers to ${{{m.group(1)}}} but it is not set; set it in the "
+                    "environment or remove the reference"
+                )
             return os.environ[m.group(1)]
 
         return _ENV.sub(sub, value)
@@ -133,25 +177,111 @@ def _expand(value: Any) -> Any:
     return value
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error (PyYAML's own text spans several lines)."""
+
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = at(getattr(exc, "problem_mark", None))
+    text = f"{mark}: {problem}" if mark else problem
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} at {at(context_mark)})"
+    return " ".join(text.split())
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would
+    silently keep the last one, dropping e.g. a whole repository)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: let the base constructor report it
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys allowed where ``loc`` (a pydantic error location) points."""
+    import typing
+
+    model: Any = Config
+    parts = list(loc[:-1])
+    while parts:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or parts[0] not in fields:
+            return []
+        model = fields[parts.pop(0)].annotation
+        # unwrap X | None, then dict[str, X] / list[X] (whose key or index is in loc)
+        while getattr(model, "model_fields", None) is None:
+            origin = typing.get_origin(model)
+            args = [a for a in typing.get_args(model) if a is not type(None)]
+            if not args:
+                return []
+            if origin in (dict, list):
+                if not parts:
+                    return []
+                parts.pop(0)
+            model = args[-1]
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _message(err: dict) -> str:
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        known = _known_keys(tuple(err["loc"]))
+        hint = f"; known keys here: {', '.join(known)}" if known else ""
+        return f"{where}: unknown key {err['loc'][-1]!r}; remove it or fix its spelling{hint}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"{where}: {msg}; add it (see configs/demo.yaml)"
+    return f"{where}: {msg}; fix that value"
+
+
 def load_config(path: str | os.PathLike) -> Config:
     """Read and validate a config file; ``{here}`` in values is the file's directory."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config {str(path)!r}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot read config {str(path)!r}: {exc.strerror or exc}; check the path "
+            "(--config FILE)"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"config {str(path)!r} is not UTF-8 text; point --config at the YAML file"
+        ) from None
     text = text.replace("{here}", str(path.resolve().parent))
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no python tags
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {str(path)!r} is not valid YAML: {exc}") from None
+        raise ConfigError(
+            f"config {str(path)!r} is not valid YAML: {yaml_problem(exc)}; fix the syntax"
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config {str(path)!r} must be a mapping with 'repositories'")
+        raise ConfigError(
+            f"config {str(path)!r} must be a mapping with 'repositories'; put your "
+            "repositories under a top-level 'repositories:' key (see configs/demo.yaml)"
+        )
     try:
         return Config.model_validate(_expand(data))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ConfigError(f"config {str(path)!r}: {where}: {err['msg']}") from None
-    except Error:
-        raise
+        raise ConfigError(f"config {str(path)!r}: {_message(exc.errors()[0])}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"config {str(path)!r}: {exc}") from None

@@ -146,6 +146,7 @@ def cook_scans_task(
     force: bool = False,
     flow_run_id: str | None = None,
     label: str = "",
+    inline_bytes: int | None = None,
 ):
     """Cook one scan (or a small batch) on the cluster; each scan's Dask graph runs through
     the worker's client. Fails (with every result attached) if any scan failed."""
@@ -158,6 +159,7 @@ def cook_scans_task(
         strict=True,
         force=force,
         flow_run_id=flow_run_id,
+        inline_bytes=inline_bytes,
     )
 
 
@@ -201,6 +203,7 @@ def cook_batch(
     done_before: int = 0,
     total: int | None = None,
     per_task: int = 1,
+    inline_bytes: int | None = None,
 ) -> list:
     """Cook ``scans`` (at most ``batch_size`` of them), ``per_task`` scans per task run;
     never raises for a scan."""
@@ -214,7 +217,15 @@ def cook_batch(
     with TagsContext(current_tags=set()):
         for chunk in chunks:
             fut = cook_scans_task.submit(
-                settings, repository, proposal, chunk, recipe, force, run_id, _label(chunk)
+                settings,
+                repository,
+                proposal,
+                chunk,
+                recipe,
+                force,
+                run_id,
+                _label(chunk),
+                inline_bytes,
             )
             futures[fut.task_run_id] = (chunk, fut)
     results = {}
@@ -348,6 +359,7 @@ def _cook_todo(
                 i,
                 len(todo),
                 per,
+                int(cfg.cluster.inline_scan_mib * 2**20),
             ):
                 results[r.scan] = r
     return results

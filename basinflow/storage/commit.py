@@ -6,6 +6,12 @@ renamed when complete. ``s3://`` and other remote stores: written to a local tem
 file and uploaded with one ``put`` after local completion (S3 makes an object visible
 only when its upload completes). On any exception the temporary file is removed and the
 final URL is untouched.
+
+A process killed mid-write (SIGKILL, OOM, a lost node) cannot remove its temporary file.
+The name records who wrote it (``.<name>.<pid>@<host>.<random>.partial``), so the next
+write of the same output removes the leftovers of writers on this host that are no
+longer alive; a writer that is still running, or one on another host of a shared file
+system, is never touched.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -26,9 +33,57 @@ def _prepare_local_dir(url: str, directory: str) -> None:
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{url!r}: cannot create output directory {directory!r}: {exc}") from exc
+        raise OutputError(
+            f"{url!r}: cannot create output directory {directory!r}: {exc}; check the output "
+            "template and the permissions of its parent directory"
+        ) from exc
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise OutputError(f"{url!r}: output directory {directory!r} is not writable")
+        raise OutputError(
+            f"{url!r}: output directory {directory!r} is not writable; check its permissions "
+            "or choose another output template"
+        )
+
+
+PARTIAL_SUFFIX = ".partial"
+#: Local staging of remote outputs: ``$TMPDIR/.basinflow-upload.h5.<pid>@<host>.<random>.partial``
+_UPLOAD_STAGE = "basinflow-upload"
+
+
+def _partial_name(name: str, random: str | None = None) -> str:
+    """``.<name>.<pid>@<host>.<random>.partial``, or its prefix up to ``<random>``."""
+    head = f".{name}.{os.getpid()}@{socket.gethostname()}."
+    return head if random == "" else f"{head}{random or uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_partials(path: str) -> list[str]:
+    """Remove temporary files of ``path`` left by dead writers on this host; returns them."""
+    directory, name = os.path.split(path)
+    prefix = f".{name}."
+    host = socket.gethostname()
+    removed = []
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(PARTIAL_SUFFIX)):
+            continue
+        pid, _, where = entry[len(prefix) : -len(PARTIAL_SUFFIX)].partition("@")
+        if where.rsplit(".", 1)[0] != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        _remove(os.path.join(directory, entry))
+        removed.append(entry)
+    return removed
 
 
 @contextlib.contextmanager
@@ -48,7 +103,8 @@ def atomic_output(
         path = os.path.abspath(path)
         directory = os.path.dirname(path)
         _prepare_local_dir(url, directory)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.partial")
+        sweep_partials(path)
+        tmp = os.path.join(directory, _partial_name(os.path.basename(path)))
         try:
             yield tmp
             os.replace(tmp, path)
@@ -56,12 +112,21 @@ def atomic_output(
             _remove(tmp)
             if isinstance(exc, OutputError):
                 raise
-            raise OutputError(f"{url!r}: cannot write output: {exc}") from exc
+            raise OutputError(
+                f"{url!r}: cannot write output: {exc}; check the permissions and free space "
+                "of its directory"
+            ) from exc
         except BaseException:
             _remove(tmp)
             raise
         return
-    handle, tmp = tempfile.mkstemp(prefix="basinflow-", suffix=suffix)
+    stage = os.path.join(tempfile.gettempdir(), _UPLOAD_STAGE + suffix)
+    sweep_partials(stage)
+    handle, tmp = tempfile.mkstemp(
+        prefix=_partial_name(os.path.basename(stage), random=""),
+        suffix=PARTIAL_SUFFIX,
+        dir=os.path.dirname(stage),
+    )
     os.close(handle)
     try:
         yield tmp
@@ -106,4 +171,4 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
-__all__ = ["atomic_output", "put", "write_bytes_atomic", "write_json_atomic"]
+__all__ = ["atomic_output", "put", "sweep_partials", "write_bytes_atomic", "write_json_atomic"]

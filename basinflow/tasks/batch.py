@@ -16,7 +16,6 @@ by :func:`cook_scan` so that the scan's task fails on its own and the rest carry
 from __future__ import annotations
 
 import base64
-import errno
 import json
 import re
 import threading
@@ -29,22 +28,13 @@ from typing import TYPE_CHECKING, Any
 import dask
 import numpy as np
 
-from basinflow.errors import Error, StorageError, UnreachableError
+from basinflow.errors import Error
 
 if TYPE_CHECKING:
     from basinflow.catalog import Repository, Scan
     from basinflow.tasks.cook import CookResult
 
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|session|^key$|_key$)", re.I)
-_CONNECTION_ERRNOS = {
-    errno.ECONNREFUSED,
-    errno.ECONNRESET,
-    errno.ECONNABORTED,
-    errno.ETIMEDOUT,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.EPIPE,
-}
 
 
 class ScanFailed(Error, RuntimeError):
@@ -131,22 +121,15 @@ def list_proposals(settings: Mapping[str, Any], name: str) -> list[str]:
 
 # --- errors ---------------------------------------------------------------------------------
 def is_transient(exc: BaseException | None) -> bool:
-    """Whether retrying may help: unreachable hosts and dropped connections only."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, UnreachableError | ConnectionError | TimeoutError):
-            return True
-        if isinstance(exc, OSError) and exc.errno in _CONNECTION_ERRNOS:
-            return True
-        if isinstance(exc, Error) and not isinstance(exc, StorageError):
-            return False
-        if type(exc).__module__.startswith(("aiohttp", "botocore", "urllib3")) and any(
-            w in type(exc).__name__ for w in ("Connect", "Timeout", "Endpoint")
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    """Whether retrying may help: unreachable hosts, dropped connections, timeouts, and
+    transient answers (HTTP 408/429/5xx, S3 ``SlowDown``/``InternalError``/...).
+
+    A 404, a file that is not HDF5 or any other input error is permanent (the whole
+    cause chain is read: :func:`basinflow.storage.retry.transient_cause`).
+    """
+    from basinflow.storage.retry import transient_cause
+
+    return transient_cause(exc) is not None
 
 
 def reason_of(exc: BaseException) -> str:
@@ -224,12 +207,14 @@ def cook_scan(
     flow_run_id: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     use_cluster: bool | None = None,
+    inline_bytes: int | None = None,
 ) -> CookResult:
     """Cook one scan; transient errors propagate, others raise :class:`ScanFailed`.
 
     ``use_cluster`` (inside a Dask worker): run the scan's graph through the worker's
-    client, seceded (large scans), or synchronously inside this task (small scans, see
-    :data:`SMALL_SCAN_BYTES`); ``None`` chooses by size.
+    client, seceded (large scans), or synchronously inside this task (small scans);
+    ``None`` chooses by size: frames of more than ``inline_bytes`` (default
+    :data:`SMALL_SCAN_BYTES`) go to the cluster.
     """
     from basinflow.tasks.cook import cook
 
@@ -237,7 +222,8 @@ def cook_scan(
     try:
         s = get_scan(settings, name, proposal, scan)
         if use_cluster is None:
-            use_cluster = scan_bytes(s) > SMALL_SCAN_BYTES
+            limit = SMALL_SCAN_BYTES if inline_bytes is None else inline_bytes
+            use_cluster = scan_bytes(s) > limit
         with cluster_scheduler(use_cluster):
             result = cook(s, recipe, force=force, flow_run_id=flow_run_id, **dict(overrides or {}))
     except Exception as exc:
@@ -287,7 +273,7 @@ def stale_scans(
     decided is cooked (and fails there with its reason if it is broken). ``threads``
     defaults to 1 for local files (h5py holds a global lock) and 8 for remote ones.
     """
-    from basinflow.tasks.cook import up_to_date
+    from basinflow.tasks.cook import pointer_behind, up_to_date
 
     keys = list_scans(settings, name, proposal) if scans is None else list(scans)
 
@@ -295,7 +281,10 @@ def stale_scans(
         try:
             s = get_scan(settings, name, proposal, key)
             url = expected_output(s, recipe)
-            return url if up_to_date(s, recipe, url) else None
+            # a pointer left behind by a process that died after the commit: the cook task
+            # repairs it (and reports the scan skipped)
+            fresh = up_to_date(s, recipe, url) and not pointer_behind(s, recipe, url)
+            return url if fresh else None
         except Exception:  # noqa: BLE001 - undecidable: cook it, fail there with a reason
             return None
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import platform
 import time
 from collections.abc import Iterable, Mapping
@@ -47,6 +48,7 @@ class CookResult:
     bytes_read: int
     bytes_written: int
     reason: str = ""
+    error: str = ""  # class name of the basinflow error of a failed result
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,10 +73,9 @@ def spice_hash(
 
 
 def _template(text: str):
-    from basinflow.catalog.template import Template
-    from basinflow.config import OUTPUT_FIELDS
+    from basinflow.config import output_template
 
-    return Template(text, fields=OUTPUT_FIELDS, required=("scan",))
+    return output_template(text)
 
 
 def output_url(
@@ -214,8 +215,14 @@ def up_to_date(
 
 
 # --- the current pointer ------------------------------------------------------------------------
-def set_current(scan: Any, recipe: str, url: str, output: str | None = None, **info: Any) -> str:
-    """Point the (scan, recipe) ``current`` pointer at ``url`` atomically; returns its URL."""
+def set_current(
+    scan: Any, recipe: str, url: str, output: str | None = None, *, by: str = "user", **info: Any
+) -> str:
+    """Point the (scan, recipe) ``current`` pointer at ``url`` atomically; returns its URL.
+
+    ``by`` records who set it: ``"cook"`` after a cook, ``"user"`` (the default) for an
+    explicit choice such as a roll-back, which later cooks of an up-to-date output respect.
+    """
     from basinflow.recipes.registry import get_recipe
     from basinflow.storage.commit import write_json_atomic
 
@@ -226,8 +233,23 @@ def set_current(scan: Any, recipe: str, url: str, output: str | None = None, **i
     history = list(old.get("history", []))
     if old.get("url") and old.get("url") != url:
         history.append(old["url"])
-    write_json_atomic(pointer, {"url": url, **info, "history": history[-20:]}, opts)
+    write_json_atomic(pointer, {"url": url, "by": by, **info, "history": history[-20:]}, opts)
     return pointer
+
+
+def pointer_behind(scan: Any, recipe: str, url: str, output: str | None = None) -> bool:
+    """Whether the ``current`` pointer should name the up-to-date ``url`` but does not.
+
+    True when the pointer is missing, or a cook set it to another output: a process that
+    died between committing an output and replacing the pointer. A pointer a user set
+    (a roll-back) is left alone.
+    """
+    from basinflow.recipes.registry import get_recipe
+
+    rec = get_recipe(recipe)
+    pointer = current_pointer_url(scan, rec, _resolve_template(scan, output))
+    data = _read_json(pointer, _output_options(scan, pointer))
+    return data is None or (data.get("by", "cook") == "cook" and data.get("url") != url)
 
 
 def current_output(scan: Any, recipe: str, output: str | None = None) -> str | None:
@@ -252,6 +274,28 @@ def _read_json(url: str, opts: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 # --- cooking --------------------------------------------------------------------------------------
+def _check_local_target(url: str) -> None:
+    """Refuse a local output that names a directory, or lies below a file, before any
+    work is done (the rename at the end would fail only after the whole cook)."""
+    path = fs.local_path(url)
+    if path is None:
+        return
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise OutputError(
+            f"output {url!r} is an existing directory; use an output template that names a "
+            "file (e.g. file:///out/{proposal}/{scan}/{recipe}.h5)"
+        )
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        raise OutputError(
+            f"output {url!r} lies below {parent!r}, which is a file, not a directory; "
+            "use another output location or move that file"
+        )
+
+
 def write_output(
     url: str,
     cooked: Any,
@@ -266,6 +310,7 @@ def write_output(
     from basinflow.storage.commit import atomic_output
     from basinflow.storage.referrer.write import write_referrer
 
+    _check_local_target(url)
     with atomic_output(url, storage_options) as tmp:
         stats = write_referrer(
             tmp,
@@ -277,6 +322,10 @@ def write_output(
             strict=strict,
         )
     return stats.bytes
+
+
+def _pointer_info(rec: Any, docs: list, overrides: Mapping[str, Any] | None = None) -> dict:
+    return {"recipe_version": rec.version, "spice": spice_hash(docs, overrides)}
 
 
 def cook(
@@ -301,9 +350,11 @@ def cook(
     pk, sk = scan.proposal.key, scan.key
     url: str | None = None
 
-    def result(status: str, reason: str = "", read: int = 0, written: int = 0) -> CookResult:
+    def result(
+        status: str, reason: str = "", read: int = 0, written: int = 0, error: str = ""
+    ) -> CookResult:
         return CookResult(
-            pk, sk, recipe, status, url, time.perf_counter() - t0, read, written, reason
+            pk, sk, recipe, status, url, time.perf_counter() - t0, read, written, reason, error
         )
 
     try:
@@ -313,7 +364,12 @@ def cook(
         url = output_url(scan, rec, template, spice_hash(docs, overrides))
         opts = _output_options(scan, url)
         if not force and up_to_date(scan, recipe, url, overrides=overrides):
-            return result("skipped", "up to date (same input pins, recipe version and spice)")
+            reason = "up to date (same input pins, recipe version and spice)"
+            if pointer_behind(scan, recipe, url, template):
+                info = _pointer_info(rec, docs, overrides)
+                set_current(scan, recipe, url, template, by="cook", **info)
+                reason += "; current pointer repaired"
+            return result("skipped", reason)
         raw = scan.raw
         cooked = rec.cook(raw, view, **overrides)
         prov = provenance(scan, rec, docs, overrides, flow_run_id)
@@ -326,15 +382,13 @@ def cook(
             dims={"index": raw.sizes["index"]},
             storage_options=opts,
         )
-        set_current(
-            scan, recipe, url, template, recipe_version=rec.version, spice=prov["spice_hash"]
-        )
+        set_current(scan, recipe, url, template, by="cook", **_pointer_info(rec, docs, overrides))
         size = int(fs.info(url, opts).get("size") or written)
         return result("cooked", read=int(scan.pin.get("size", 0)), written=size)
     except UnreachableError:
         raise
     except Error as exc:
-        return result("failed", str(exc))
+        return result("failed", str(exc), error=type(exc).__name__)
 
 
 def cook_referrer(
@@ -396,7 +450,16 @@ def cook_referrer(
         raise
     except Error as exc:
         return CookResult(
-            "", "", recipe, "failed", output, time.perf_counter() - t0, 0, 0, str(exc)
+            "",
+            "",
+            recipe,
+            "failed",
+            output,
+            time.perf_counter() - t0,
+            0,
+            0,
+            str(exc),
+            type(exc).__name__,
         )
 
 
@@ -408,6 +471,7 @@ __all__ = [
     "current_pointer_url",
     "output_url",
     "plan_outputs",
+    "pointer_behind",
     "set_current",
     "spice_hash",
     "up_to_date",

@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,9 +47,11 @@ def _dask(*args: str) -> subprocess.Popen:
     )
 
 
-@pytest.fixture(scope="session")
-def dask_address(prefect_server):
-    """A ``dask scheduler`` and two single-thread ``dask worker`` processes."""
+@contextmanager
+def dask_processes(workers: int = 2, *, nanny: bool = False) -> Iterator[str]:
+    """A ``dask scheduler`` and ``workers`` single-thread ``dask worker`` processes; yields
+    the scheduler address. With ``nanny`` each worker has a nanny that restarts it when it
+    dies (the production set-up)."""
     from distributed import Client
 
     address = f"tcp://127.0.0.1:{free_port()}"
@@ -63,7 +67,7 @@ def dask_address(prefect_server):
         )
     ]
     try:
-        for _ in range(2):
+        for _ in range(workers):
             procs.append(
                 _dask(
                     "worker",
@@ -71,7 +75,7 @@ def dask_address(prefect_server):
                     "--nthreads",
                     "1",
                     "--no-dashboard",
-                    "--no-nanny",
+                    "--nanny" if nanny else "--no-nanny",
                     "--host",
                     "127.0.0.1",
                 )
@@ -80,7 +84,7 @@ def dask_address(prefect_server):
         while True:
             try:
                 with Client(address, timeout=5) as c:
-                    c.wait_for_workers(2, timeout=60)
+                    c.wait_for_workers(workers, timeout=60)
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -95,6 +99,13 @@ def dask_address(prefect_server):
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="session")
+def dask_address(prefect_server):
+    """A ``dask scheduler`` and two single-thread ``dask worker`` processes."""
+    with dask_processes(2) as address:
+        yield address
 
 
 def write_config(path: Path, raw: str, spice: str, output: str, **extra) -> Path:
@@ -153,3 +164,57 @@ def add_scan(root: Path, proposal: str, scan: str, tmp: Path) -> Path:
     dest = root / "nexus" / proposal / f"{scan}.h5"
     shutil.move(other / "nexus" / proposal / f"{scan}.h5", dest)
     return dest
+
+
+def cooked_arrays(url: str) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
+    """``{dataset path: (dtype, shape, raw bytes)}`` of a referrer's innate variables
+    (provenance, basin definitions and links left out): what "byte-identical" compares."""
+    import h5py
+
+    from basinflow.storage import fs
+
+    out: dict[str, tuple[str, tuple[int, ...], bytes]] = {}
+    with h5py.File(fs.local_path(url), "r") as f:
+
+        def visit(name: str) -> None:
+            if name.split("/")[0] in ("basins", "provenance", "basin_data", "basinmaps"):
+                return
+            link = f.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                return
+            obj = f[name]
+            if isinstance(obj, h5py.Dataset):
+                out[name] = (obj.dtype.str, obj.shape, obj[()].tobytes())
+
+        f.visit(visit)
+    return out
+
+
+def sample_config(
+    tmp_path: Path,
+    scans: tuple[str, ...],
+    output: str,
+    storage_options: dict | None = None,
+    *,
+    ntheta: int = 11,
+    cluster: dict | None = None,
+) -> Path:
+    """A config for ``scans`` (``ntheta=11``: ~16 MiB of frames each) with ``rsm`` and
+    ``normalize`` spice, cooked by default by one in-process worker with two threads."""
+    root = tmp_path / "data"
+    samples.generate(
+        root, samples.SampleSpec(proposals={"p1": scans}, ntheta=ntheta, layouts=("nexus",))
+    )
+    cfg = write_config(
+        tmp_path / "basinflow.yaml",
+        raw=f"file://{root}/nexus/{{proposal}}/{{scan}}.h5#entry",
+        spice=f"file://{root}/spice/{{proposal}}",
+        output=output,
+        repo={"storage_options": storage_options or {}},
+        cluster=cluster or {"workers": 1, "threads_per_worker": 2, "processes": False},
+    )
+    seed(cfg, "p1")
+    from basinflow.catalog import Repository
+
+    Repository.from_config(cfg, "demo")["p1"].spice.seed("normalize", anchor="1", dark=5.0)
+    return cfg

@@ -69,3 +69,32 @@ def test_s3_commit_one_upload_and_nothing_on_failure(s3_options):
         open(tmp, "wb") as f,
     ):
         f.write(b"x")
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_partials_of_dead_writers_are_swept(tmp_path):
+    """A writer killed mid-write leaves its temporary file; the next write of that output
+    removes it, but never the temporary file of a live writer or of another host."""
+    import socket
+
+    host = socket.gethostname()
+    final = tmp_path / "out.h5"
+    dead = tmp_path / f".out.h5.{_dead_pid()}@{host}.deadbeef.partial"
+    live = tmp_path / f".out.h5.{os.getpid()}@{host}.cafebabe.partial"
+    elsewhere = tmp_path / f".out.h5.{_dead_pid()}@not-{host}.0badf00d.partial"
+    other_output = tmp_path / f".other.h5.{_dead_pid()}@{host}.12345678.partial"
+    for p in (dead, live, elsewhere, other_output):
+        p.write_bytes(b"half")
+    with atomic_output(final.as_uri()) as tmp, open(tmp, "wb") as f:
+        f.write(b"whole")
+    assert not dead.exists()
+    assert live.exists() and elsewhere.exists() and other_output.exists()
+    assert final.read_bytes() == b"whole"

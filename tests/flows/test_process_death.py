@@ -1,0 +1,136 @@
+"""Process death: the flow process is SIGKILLed while it writes a large output.
+
+Nothing may exist at that output's final URL (local files and S3), outputs committed
+before the kill stay valid, and the rerun cooks the rest and skips what was committed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from .conftest import sample_config
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SCANS = ("1", "2", "3", "4")
+
+
+def _kill_mid_write(cfg: Path, tmpdir: Path, committed, writing) -> set[str]:
+    """Run ``basinflow cook`` in its own session and SIGKILL its whole process group as
+    soon as one output is committed and another is being written; returns the outputs
+    whose temporary files outlived the kill (their commit never happened).
+
+    A write can finish in the instant between seeing it and the kill; then the cook runs
+    again (committed outputs are skipped) until a kill lands mid-write.
+    """
+    for _ in range(3):
+        _run_and_kill(cfg, tmpdir, committed, writing)
+        in_flight = writing()
+        if in_flight:
+            return in_flight
+    pytest.fail("three kills in a row missed every write")
+
+
+def _run_and_kill(cfg: Path, tmpdir: Path, committed, writing) -> None:
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    exe = Path(sys.executable).with_name("basinflow")
+    proc = subprocess.Popen(
+        [str(exe), "cook", "--config", str(cfg), "demo", "p1", "--recipe", "normalize"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if committed() and writing():
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+                return
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    pytest.fail(f"the cook ended (rc {proc.returncode}) before it was caught mid-write: {err}")
+
+
+def _rerun(cfg: Path) -> dict[str, str]:
+    from basinflow.flows.run import cook_proposal
+
+    results = cook_proposal(cfg, "demo", "p1", None, "normalize")
+    return {r.scan: r.status for r in results}
+
+
+def _check_valid(url: str, storage_options: dict | None = None) -> None:
+    from basinflow.storage.referrer.read import read_meta
+
+    meta = read_meta(url, storage_options)
+    assert meta.provenance["recipe"] == "normalize"
+
+
+def test_sigkill_mid_write_local(tmp_path):
+    out = tmp_path / "out"
+    cfg = sample_config(tmp_path, SCANS, f"file://{out}/{{proposal}}/{{scan}}/{{recipe}}.h5")
+    stage = tmp_path / "stage"
+    stage.mkdir()
+
+    def committed() -> set[str]:
+        return {p.parent.name for p in out.glob("p1/*/normalize.h5")}
+
+    def writing() -> set[str]:
+        return {p.parent.name for p in out.glob("p1/*/.normalize.h5.*.partial")}
+
+    in_flight = _kill_mid_write(cfg, stage, committed, writing)
+    for scan in in_flight:  # the output being written is not at its final URL
+        assert not (out / "p1" / scan / "normalize.h5").exists()
+    for scan in committed():  # what was committed before the kill is whole
+        _check_valid((out / "p1" / scan / "normalize.h5").as_uri())
+
+    before = committed()
+    statuses = _rerun(cfg)
+    assert {s for s, st in statuses.items() if st == "skipped"} == before, statuses
+    assert {s for s, st in statuses.items() if st == "cooked"} == set(SCANS) - before
+    for scan in SCANS:
+        _check_valid((out / "p1" / scan / "normalize.h5").as_uri())
+    # the rerun removed the dead writer's temporary files as it rewrote those outputs
+    assert not list(out.rglob("*.partial"))
+
+
+def test_sigkill_mid_write_s3(tmp_path, s3_server, s3_options):
+    prefix = f"s3://out-{tmp_path.name.lower().replace('_', '-')[-40:]}".rstrip("-")
+    s3 = fsspec.filesystem("s3", **s3_options)
+    s3.mkdir(prefix[len("s3://") :])
+    output = f"{prefix}/{{proposal}}/{{scan}}/{{recipe}}.h5"
+    cfg = sample_config(tmp_path, SCANS, output, s3_options)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+
+    def committed() -> set[str]:
+        s3.invalidate_cache()
+        return {p.split("/")[-2] for p in s3.glob(f"{prefix[5:]}/p1/*/normalize.h5")}
+
+    def writing() -> set[str]:
+        return {p.name for p in stage.glob(".basinflow-upload.h5.*.partial") if p.stat().st_size}
+
+    assert _kill_mid_write(cfg, stage, committed, writing)
+    now = committed()
+    assert len(now) < len(SCANS), "every output was committed: nothing was killed mid-write"
+    for scan in now:
+        _check_valid(f"{prefix}/p1/{scan}/normalize.h5", s3_options)
+
+    statuses = _rerun(cfg)
+    assert {s for s, st in statuses.items() if st == "skipped"} == now, statuses
+    assert {s for s, st in statuses.items() if st == "cooked"} == set(SCANS) - now
+    for scan in SCANS:
+        _check_valid(f"{prefix}/p1/{scan}/normalize.h5", s3_options)
