@@ -120,7 +120,30 @@ class BasinUnavailableError(BasinError, FileNotFoundError):
 
 
 class UntrustedBasinError(BasinError, PermissionError):
-    """A basin points outside the trusted roots or to an unconfigured host."""
+    """A basin points outside the trusted roots or to an unconfigured host.
+
+    ``reason`` says why in a few words (``"outside the trusted roots and hosts"``,
+    ``"a relative file URL"``, ``"a '..' or '.' segment"``, ...), for lists of the
+    locations refused; the message says it in full."""
+
+    reason: str = ""
+
+    def __init__(self, message: str = "", *, reason: str = "") -> None:
+        super().__init__(message)
+        if reason:
+            self.reason = reason
+
+
+class RedirectRefusedError(UntrustedBasinError):
+    """An HTTP basin location answered with a redirect that was not followed. Redirects of
+    basin locations are followed only while a basin is resolved, after their target is
+    checked like any other location (``target`` is that location, or ``None``)."""
+
+    def __init__(
+        self, message: str = "", *, url: str = "", target: str | None = None, status: int = 0
+    ) -> None:
+        super().__init__(message, reason=f"redirected to {target!r}")
+        self.url, self.target, self.status = url, target, status
 
 
 class BasinCycleError(BasinError):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 import zlib
 from collections.abc import Mapping
@@ -150,6 +151,20 @@ def _int_slice(i: int, n: int) -> slice:
     return slice(i, i + 1)
 
 
+def _holder(url: str, ds: h5py.Dataset) -> str:
+    """``url``, or the local file libhdf5 opened for ``ds`` if that is another one."""
+    path = fs.local_path(url)
+    if path is None:
+        return url
+    holder = os.path.abspath(ds.file.filename)
+    try:
+        if os.path.samefile(holder, path):
+            return url
+    except OSError:
+        pass
+    return "file://" + holder if url.startswith("file://") else holder
+
+
 @dataclass
 class H5Array:
     """Lazy array over one HDF5 dataset, picklable, for :func:`dask.array.from_array`."""
@@ -174,7 +189,19 @@ class H5Array:
     def from_dataset(
         cls, url: str, ds: h5py.Dataset, storage_options: Mapping[str, Any] | None = None
     ) -> H5Array:
-        return cls(url, ds.name, tuple(ds.shape), ds.dtype, ds.chunks, dict(storage_options or {}))
+        """The array of ``ds``, opened from ``url``. A dataset reached through an HDF5
+        external link lives in another file, and ``ds.name`` is its path *there*: the
+        array records that file (``ds.file.filename``), so lazy reads open the file that
+        holds the data. (Remotely libhdf5 would resolve such a link on the local disk;
+        referrers refuse those, and the URL is kept.)"""
+        return cls(
+            _holder(url, ds),
+            ds.name,
+            tuple(ds.shape),
+            ds.dtype,
+            ds.chunks,
+            dict(storage_options or {}),
+        )
 
     @property
     def storage_chunks(self) -> tuple[int, ...]:

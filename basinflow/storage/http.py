@@ -16,7 +16,15 @@ subclass, which :func:`basinflow.storage.fs.url_to_fs` returns for ``http(s)://`
 * then raises :class:`~basinflow.errors.RetriesExhaustedError` naming the URL.
 
 Answers that are definitive (404, 403, ...) and connections that never came up are not
-retried (see :mod:`basinflow.storage.retry`). Options (``storage_options``):
+retried (see :mod:`basinflow.storage.retry`).
+
+Redirects: aiohttp follows them by default, as fsspec asks it to. With
+``allow_redirects=False`` (fsspec passes it to every request; the options
+:meth:`Trust.check <basinflow.storage.referrer.trust.Trust.check>` gives a referrer's
+HTTP basins have it) fsspec would take a 3xx answer for the file itself (its body as data,
+its length as the size); here every 3xx answer raises
+:class:`~basinflow.errors.RedirectRefusedError` naming the URL and the target, which was
+not contacted. Options (``storage_options``):
 
 ``retries``
     Attempts per read, first included (default :data:`RETRIES`).
@@ -24,6 +32,8 @@ retried (see :mod:`basinflow.storage.retry`). Options (``storage_options``):
     First wait and longest wait in seconds (defaults :data:`BACKOFF`, :data:`BACKOFF_MAX`).
 ``read_timeout``, ``connect_timeout``
     Seconds (defaults :data:`READ_TIMEOUT`, :data:`CONNECT_TIMEOUT`).
+``allow_redirects``
+    ``False``: follow no redirect, raise :class:`~basinflow.errors.RedirectRefusedError`.
 """
 
 from __future__ import annotations
@@ -33,10 +43,11 @@ import logging
 from collections.abc import Mapping
 
 import aiohttp
+import yarl
 from fsspec.asyn import sync_wrapper
 from fsspec.implementations.http import HTTPFile, HTTPFileSystem
 
-from basinflow.errors import RetriesExhaustedError
+from basinflow.errors import RedirectRefusedError, RetriesExhaustedError
 from basinflow.storage import retry
 from basinflow.storage.retry import CONNECT_TIMEOUT, READ_TIMEOUT
 
@@ -63,6 +74,50 @@ def client_timeout(value, read_timeout: float, connect_timeout: float) -> aiohtt
     )
 
 
+def redirect_target(response: aiohttp.ClientResponse) -> str | None:
+    """Where a 3xx answer points, resolved against the request URL as aiohttp would."""
+    location = response.headers.get("Location")
+    if not location:
+        return None
+    try:
+        return str(response.url.join(yarl.URL(location)))
+    except ValueError:
+        return None
+
+
+async def refuse_redirects(response: aiohttp.ClientResponse) -> None:
+    """aiohttp's ``raise_for_status`` hook of a session that follows no redirects: called
+    with each final answer (with ``allow_redirects=False``, the 3xx itself)."""
+    if not 300 <= response.status < 400:
+        return
+    url, target = str(response.url), redirect_target(response)
+    where = f"to {target!r}" if target else "without a Location"
+    raise RedirectRefusedError(
+        f"{url!r} answered HTTP {response.status}, a redirect {where}; it was not followed"
+        + (f" and {target!r} was not contacted" if target else "")
+        + " (a referrer's basin locations are checked against the trusted roots and hosts "
+        "before any request, so their redirects are not followed blindly). Open the "
+        "referrer again: resolving its basins follows a redirect to a trusted location. "
+        "Otherwise fix the referrer to name the final URL",
+        url=url,
+        target=target,
+        status=response.status,
+    )
+
+
+def _redirect_in(exc: BaseException) -> RedirectRefusedError | None:
+    """The refused redirect in ``exc``'s chain: fsspec's ``info`` reports any failure as
+    ``FileNotFoundError``, with the real one as its cause."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, RedirectRefusedError):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 class RetryingHTTPFileSystem(HTTPFileSystem):
     """``HTTPFileSystem`` with timeouts and bounded, jittered retries of transient failures."""
 
@@ -79,6 +134,10 @@ class RetryingHTTPFileSystem(HTTPFileSystem):
     ):
         ck = dict(client_kwargs or {})
         ck["timeout"] = client_timeout(ck.get("timeout"), read_timeout, connect_timeout)
+        if kwargs.get("allow_redirects", True) is False:
+            # every request of this file system gets allow_redirects=False (fsspec passes
+            # its options on); the session then sees the 3xx answers and refuses them
+            ck["raise_for_status"] = refuse_redirects
         super().__init__(*args, client_kwargs=ck, **kwargs)
         self.retries = max(1, int(retries))
         self.retry_backoff = float(retry_backoff)
@@ -89,6 +148,9 @@ class RetryingHTTPFileSystem(HTTPFileSystem):
             try:
                 return await call(*args, **kwargs)
             except Exception as exc:
+                redirect = _redirect_in(exc)
+                if redirect is not None and redirect is not exc:
+                    raise redirect from None
                 if not retry.retry_here(exc):
                     raise
                 if attempt >= self.retries:
@@ -169,4 +231,6 @@ __all__ = [
     "RetryingHTTPFile",
     "RetryingHTTPFileSystem",
     "client_timeout",
+    "redirect_target",
+    "refuse_redirects",
 ]

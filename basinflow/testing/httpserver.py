@@ -1,8 +1,11 @@
 """A static HTTP server that honours ``Range`` (aiohttp), with a request log.
 
-Run as ``python -m basinflow.testing.httpserver ROOT [--port 0] [--log FILE]``; it prints
-``PORT <n>`` once listening. ``GET /__stats__`` returns request and byte counts so tests
-and benchmarks count what was really transferred; ``POST /__reset__`` zeroes them.
+Run as ``python -m basinflow.testing.httpserver ROOT [--port 0] [--log FILE]
+[--redirect PREFIX=LOCATION ...]``; it prints ``PORT <n>`` once listening. A request whose
+path starts with ``PREFIX`` is answered ``302 Found`` with ``Location: LOCATION`` followed
+by the rest of the path (logged like any other request). ``GET /__stats__`` returns
+request and byte counts so tests and benchmarks count what was really transferred;
+``POST /__reset__`` zeroes them.
 Directory listings are HTML (fsspec's HTTP glob parses them). Each line of the request
 log holds the method, path, ``Range`` and the *names* of the request headers (never their
 values), so tests can assert that no ``Authorization`` header reached a host.
@@ -19,7 +22,9 @@ from pathlib import Path
 from aiohttp import web
 
 
-def make_app(root: Path, log: Path | None = None) -> web.Application:
+def make_app(
+    root: Path, log: Path | None = None, redirects: dict[str, str] | None = None
+) -> web.Application:
     stats = {"requests": 0, "bytes": 0, "paths": []}
 
     @web.middleware
@@ -42,6 +47,9 @@ def make_app(root: Path, log: Path | None = None) -> web.Application:
                     )
                     + "\n"
                 )
+        for prefix, location in (redirects or {}).items():
+            if request.path.startswith(prefix):
+                raise web.HTTPFound(location + request.path[len(prefix) :])
         return await handler(request)
 
     async def count_bytes(request: web.Request, response: web.StreamResponse) -> None:
@@ -66,8 +74,8 @@ def make_app(root: Path, log: Path | None = None) -> web.Application:
     return app
 
 
-async def _main(root: Path, port: int, log: Path | None) -> None:
-    runner = web.AppRunner(make_app(root, log), access_log=None)
+async def _main(root: Path, port: int, log: Path | None, redirects: dict[str, str]) -> None:
+    runner = web.AppRunner(make_app(root, log, redirects), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
@@ -81,9 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("root")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log")
+    ap.add_argument("--redirect", action="append", default=[], metavar="PREFIX=LOCATION")
     a = ap.parse_args(argv)
+    redirects = dict(r.split("=", 1) for r in a.redirect)
     try:
-        asyncio.run(_main(Path(a.root), a.port, Path(a.log) if a.log else None))
+        asyncio.run(_main(Path(a.root), a.port, Path(a.log) if a.log else None, redirects))
     except KeyboardInterrupt:
         sys.exit(0)
 

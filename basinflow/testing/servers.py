@@ -72,11 +72,19 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def http_server(root: str | os.PathLike, log: str | os.PathLike | None = None):
-    """A Range-honouring static HTTP server on 127.0.0.1 serving ``root``."""
+def http_server(
+    root: str | os.PathLike,
+    log: str | os.PathLike | None = None,
+    redirects: dict[str, str] | None = None,
+):
+    """A Range-honouring static HTTP server on 127.0.0.1 serving ``root``; ``redirects``
+    maps path prefixes to the location a ``302`` sends their requests to (the rest of the
+    path appended)."""
     cmd = [sys.executable, "-m", "basinflow.testing.httpserver", str(root)]
     if log:
         cmd += ["--log", str(log)]
+    for prefix, location in (redirects or {}).items():
+        cmd += ["--redirect", f"{prefix}={location}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

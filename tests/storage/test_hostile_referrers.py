@@ -31,10 +31,11 @@ from basinflow.errors import (
     BasinError,
     BasinLimitError,
     MissingBasinWarning,
+    RedirectRefusedError,
     ReferrerError,
     UntrustedBasinError,
 )
-from basinflow.storage import fs
+from basinflow.storage import fs, hdf5
 from basinflow.storage.referrer import basins as basins_mod
 from basinflow.storage.referrer import read as read_mod
 from basinflow.storage.referrer.basins import MAX_BASIN_DEPTH, MAX_BASINS, Basin
@@ -151,13 +152,52 @@ def test_file_basins_outside_the_roots_are_never_opened(tmp_path, secret, kind, 
     monkeypatch.chdir(tmp_path)  # "file://outside/..." would be found from here
     target = _locations(tmp_path)[kind]
     (tmp_path / "downloads" / "a%2fb").mkdir()  # make the literal path of pct-literal real
+    reason = _REASONS.get(kind, "outside the trusted roots")
     for layout in ("datasets", "referrer", "nexus"):
         basin = Basin(name="evil", type="file", paths=[target], layout=layout, fragment="entry")
         path = _plain_ref(tmp_path / "downloads" / f"{layout}.h5", [basin])
         with pytest.raises(UntrustedBasinError, match="none was opened") as err:
             bf.open_referrer(str(path))
         assert "evil" in str(err.value) and "trusted=" in str(err.value)
+        assert f"(untrusted: {reason} (not opened))" in str(err.value)  # says why
     assert secret.opens() == 0
+
+
+_REASONS = {  # why each location above is refused, when not "outside the trusted roots"
+    "pct-dotdot": "outside the trusted roots once percent-decoded",
+    "pct-slash": "outside the trusted roots once percent-decoded",
+    "relative-file-url": "a relative file URL",
+    "home": "a relative file URL",
+}
+
+
+def test_refusals_say_why(tmp_path):
+    """Each refused location is listed with the reason it was refused."""
+    ref = (tmp_path / "downloads" / "ref.h5").as_uri()
+    trust = Trust.build(["http://h:1/pub"], ["http://t:2"], referrer_url=ref)
+    reasons = {
+        str(tmp_path / "outside" / "x.h5"): "outside the trusted roots",
+        f"{tmp_path}/downloads/a\0b.h5": "a NUL character",
+        "file://x.h5": "a relative file URL",
+        "http://h:1/pub/../private/x.h5": "a '..' or '.' segment",
+        "http://h:1/pub/%2e%2e/private/x.h5": "a '..' or '.' segment",
+        "http://h:1/private/x.h5": "outside the trusted roots",
+        "http://evil:1/pub/x.h5": "unknown host http://evil:1",
+        "s3://bucket/x.h5": "unknown host s3://bucket",
+    }
+    for url, reason in reasons.items():
+        with pytest.raises(UntrustedBasinError) as err:
+            trust.check(url)
+        assert err.value.reason == reason, url
+        assert repr(url) in str(err.value) and "not opened" in str(err.value)
+    # and resolve() records them, one per location
+    basin = Basin(name="b", type="remote", format="http", urls=list(reasons)[3:])
+    meta = read_mod.ReferrerMeta(ref, [basin], {}, {}, {}, "1")
+    res = read_mod.resolve(basin, meta, trust)
+    assert res.status == "untrusted"
+    assert res.tried == [(u, f"untrusted: {r} (not opened)") for u, r in list(reasons.items())[3:]]
+    for url, reason in list(reasons.items())[3:]:
+        assert f"{url} (untrusted: {reason} (not opened))" in res.message
 
 
 def test_a_tilde_file_url_is_not_read_relative_to_the_working_directory(tmp_path, monkeypatch):
@@ -291,22 +331,38 @@ def test_basin_files_cannot_make_hdf5_read_outside(tmp_path, secret, how):
 
 
 def test_trusted_external_links_still_work(tmp_path):
-    """The audit refuses only what leaves the roots: a link inside them is allowed."""
+    """The audit refuses only what leaves the roots: a link inside them is allowed, and
+    the dataset it leads to is read (lazily, from the file that holds it)."""
     dl = tmp_path / "downloads"
-    _h5(dl / "data" / "frames.h5", x=[5.0])
-    with h5py.File(_h5(dl / "raw.h5", a=[7.0]), "a") as f:  # _foreign reads /a as "x"
-        f["entry/frames"] = h5py.ExternalLink("data/frames.h5", "/x")
-    path = _foreign(tmp_path, type="file", paths=["raw.h5"])
+    _h5(dl / "data" / "frames.h5", x=np.arange(4.0) * 5, frames=np.arange(12.0).reshape(4, 3))
+    with h5py.File(_h5(dl / "raw.h5", a=np.full(4, 7.0)), "a") as f:
+        f["entry/frames"] = h5py.ExternalLink("data/frames.h5", "/frames")  # another path
+        f["entry/linked"] = h5py.ExternalLink("data/frames.h5", "/x")
+    basin = Basin(
+        name="linked",
+        type="file",
+        paths=["raw.h5"],
+        datasets={
+            "x": {"path": "/a", "dims": ["i"]},
+            "f": {"path": "/entry/frames", "dims": ["i", "y"]},
+            "g": {"path": "/entry/linked", "dims": ["i"]},
+        },
+    )
+    path = _plain_ref(dl / "ref.h5", [basin], ds=xr.Dataset({"v": ("i", np.zeros(4))}))
     ds = bf.open_referrer(str(path))
-    np.testing.assert_array_equal(ds.x.values, [7.0])
+    np.testing.assert_array_equal(ds.x.values, np.full(4, 7.0))
+    np.testing.assert_array_equal(ds.g.values, np.arange(4.0) * 5)
+    np.testing.assert_array_equal(ds.f.values, np.arange(12.0).reshape(4, 3))
+    np.testing.assert_array_equal(ds.f[1:3].values, [[3.0, 4.0, 5.0], [6.0, 7.0, 8.0]])
     # the same link to a file outside is refused
-    _h5(tmp_path / "elsewhere" / "frames.h5", x=[5.0])
+    _h5(tmp_path / "elsewhere" / "frames.h5", x=np.arange(4.0), frames=np.ones((4, 3)))
     with h5py.File(dl / "raw.h5", "a") as f:
-        del f["entry/frames"]
-        f["entry/frames"] = h5py.ExternalLink("../elsewhere/frames.h5", "/x")
+        del f["entry/linked"]
+        f["entry/linked"] = h5py.ExternalLink("../elsewhere/frames.h5", "/x")
     with pytest.raises(UntrustedBasinError, match="elsewhere"):
         bf.open_referrer(str(path))
-    assert bf.open_referrer(str(path), trusted=[tmp_path]).x.values[0] == 7.0
+    ds = bf.open_referrer(str(path), trusted=[tmp_path])
+    np.testing.assert_array_equal(ds.g.values, np.arange(4.0))  # now read from elsewhere/
 
 
 def test_remote_basin_with_an_external_link_is_refused(tmp_path, secret):
@@ -357,19 +413,140 @@ def test_untrusted_http_locations_get_no_request(tmp_path):
             f"http://127.0.0.1:1@{netloc}/public/x.h5",  # userinfo naming a trusted host
             f"HTTP://{netloc}.evil.invalid/public/x.h5",
         ]
-        for url in urls:
+        reasons = [
+            "outside the trusted roots",
+            "outside the trusted roots",
+            "a '..' or '.' segment",
+            "a '..' or '.' segment",
+            "a '..' or '.' segment",
+            f"unknown host http://127.0.0.1:1@{netloc}",
+            f"unknown host http://{netloc}.evil.invalid",
+        ]
+        for url, reason in zip(urls, reasons, strict=True):
             path = _foreign(tmp_path, type="remote", format="http", urls=[url])
-            with pytest.raises(UntrustedBasinError, match="none was opened"):
+            with pytest.raises(UntrustedBasinError, match="none was opened") as err:
                 bf.open_referrer(
                     str(path),
                     trusted=[f"{server.url}/public"],
                     trusted_hosts=["http://127.0.0.1:1"],
                     storage_options={"headers": {"Authorization": "Bearer secret"}},
                 )
+            assert f"{url} (untrusted: {reason} (not opened))" in str(err.value)
         # the control: a trusted location is requested (the log does record requests)
         path = _foreign(tmp_path, type="remote", format="http", urls=[f"{server.url}/public/x.h5"])
         assert bf.open_referrer(str(path), trusted=[f"{server.url}/public"]).x.values[0] == 1.0
         assert {r["path"] for r in server.requests()} == {"/public/x.h5"}
+
+
+def _http_basin_ref(path: Path, url: str) -> Path:
+    basin = Basin(
+        name="moved",
+        type="remote",
+        format="http",
+        urls=[url],
+        datasets={"x": {"path": "/a", "dims": ["i"]}},
+    )
+    return _plain_ref(path, [basin], ds=xr.Dataset({"v": ("i", np.zeros(1))}))
+
+
+@pytest.fixture
+def redirecting(tmp_path):
+    """``(a, target)``: a trusted server ``a`` that redirects ``/away/`` to the server
+    ``target`` (never trusted unless a test says so), ``/up/`` to ``/private/`` and
+    ``/in/`` to ``/public/`` on itself, and ``/loop/`` to itself. Both log requests."""
+    _h5(tmp_path / "a" / "public" / "x.h5", a=[1.0])
+    _h5(tmp_path / "a" / "private" / "x.h5", a=[2.0])
+    _h5(tmp_path / "t" / "x.h5", a=[3.0])
+    with servers.http_server(tmp_path / "t", log=tmp_path / "t.jsonl") as target:
+        redirects = {
+            "/away/": f"{target.url}/",
+            "/up/": "/private/",
+            "/in/": "/public/",
+            "/loop/": "/loop/",
+        }
+        with servers.http_server(tmp_path / "a", tmp_path / "a.jsonl", redirects) as a:
+            yield a, target
+
+
+def test_a_redirect_to_an_untrusted_location_gets_no_request(tmp_path, redirecting):
+    """A trusted host answering ``302 Location: <elsewhere>`` does not make us contact
+    elsewhere: the target is checked like any location, and refused."""
+    a, target = redirecting
+    auth = {a.url: {"headers": {"Authorization": "Bearer only-for-A"}}}
+    refs = tmp_path / "refs"
+    cases = [  # (basin URL, trusted roots, trusted hosts, where it redirects)
+        (f"{a.url}/away/x.h5", [], [a.url], f"{target.url}/x.h5"),  # to an unknown host
+        (f"{a.url}/up/x.h5", [f"{a.url}/up"], [], f"{a.url}/private/x.h5"),  # out of a root
+    ]
+    for i, (url, trusted, hosts, to) in enumerate(cases):
+        ref = _http_basin_ref(refs / f"{i}.h5", url)
+        with pytest.raises(UntrustedBasinError, match="redirect") as err:
+            bf.open_referrer(str(ref), trusted=trusted, trusted_hosts=hosts, host_options=auth)
+        msg = str(err.value)
+        assert repr(url) in msg and repr(to) in msg and "was not contacted" in msg, msg
+        assert "trusted_hosts=[...]" in msg and "fix the referrer" in msg
+    assert target.requests() == []  # not a single request reached the target
+    assert [r["path"] for r in a.requests()] == ["/away/x.h5", "/up/x.h5"]  # the 302s only
+    # a redirect loop is a missing basin, not a hang
+    with pytest.raises(BasinError, match="redirect loop"):
+        bf.open_referrer(
+            str(_http_basin_ref(refs / "loop.h5", f"{a.url}/loop/x.h5")), trusted_hosts=[a.url]
+        )
+
+
+def test_a_redirect_to_a_trusted_location_is_followed(tmp_path, redirecting):
+    a, target = redirecting
+    refs = tmp_path / "refs"
+    # within the trusted host: read from where it led
+    ds = bf.open_referrer(
+        str(_http_basin_ref(refs / "in.h5", f"{a.url}/in/x.h5")), trusted_hosts=[a.url]
+    )
+    assert ds.x.values[0] == 1.0
+    (res,) = ds.encoding["basins"]
+    assert res.location == f"{a.url}/public/x.h5"
+    assert res.tried[0] == (f"{a.url}/in/x.h5", f"redirected (HTTP 302) to {res.location}")
+    # the control of the test above: trusting the target (what its message says to do)
+    # makes the same redirect work, and the target's log does record requests; the
+    # credentials configured for A stay with A
+    auth = {a.url: {"headers": {"Authorization": "Bearer only-for-A"}}}
+    ref = _http_basin_ref(refs / "away.h5", f"{a.url}/away/x.h5")
+    ds = bf.open_referrer(str(ref), trusted_hosts=[a.url, target.url], host_options=auth)
+    assert ds.x.values[0] == 3.0
+    seen = target.requests()
+    assert seen and not any("authorization" in r["headers"] for r in seen)
+    assert any("authorization" in r["headers"] for r in a.requests() if r["path"] == "/away/x.h5")
+
+
+def test_requests_for_basins_follow_no_redirect_but_raw_reads_do(redirecting):
+    """Every kind of request made for a basin refuses a 3xx (metadata, ranges, libhdf5's
+    reads through a file object, block fetches), naming both URLs; the repository's own
+    reads (options without ``allow_redirects``) still follow redirects."""
+    a, target = redirecting
+    url = f"{a.url}/away/x.h5"
+    opts = Trust.build(trusted_hosts=[a.url]).check(url)
+    assert opts == {"allow_redirects": False}
+    fsys, fpath = fs.url_to_fs(url, opts)
+    calls = {
+        "info": lambda: fs.info(url, opts),
+        "exists": lambda: fs.exists(url, opts),
+        "pin": lambda: fs.pin(url, opts),
+        "cat_ranges": lambda: fs.cat_ranges(url, [(0, 8)], opts),
+        "open_input": lambda: fs.open_input(url, opts),
+        "h5py": lambda: hdf5.open_h5(url, opts),
+        "basin file": lambda: read_mod._open_h5(url, opts, "basin"),  # not "not HDF5"
+        "referrer basin": lambda: read_meta(url, opts),
+        "block fetch": lambda: fsys.open(fpath, "rb", size=4096).read(8),
+    }
+    for name, call in calls.items():
+        with pytest.raises(RedirectRefusedError) as err:
+            call()
+        assert isinstance(err.value, UntrustedBasinError), name
+        assert repr(url) in str(err.value) and repr(f"{target.url}/x.h5") in str(err.value)
+        assert err.value.target == f"{target.url}/x.h5" and err.value.status == 302
+    assert target.requests() == []
+    # unchanged for reads that do not come from a referrer
+    assert fs.cat_ranges(url, [(0, 8)]) == [b"\x89HDF\r\n\x1a\n"]
+    assert [r["path"] for r in target.requests()] == ["/x.h5"]
 
 
 class Listener:
@@ -492,7 +669,7 @@ def test_per_url_options_never_carry_credentials_elsewhere():
     )
     assert trust.check("s3://raw/samples/p1/1.h5") == a_opts
     assert trust.check("s3://other/x.h5") == b_opts
-    assert trust.check("http://web:80/x.h5") == {}
+    assert trust.check("http://web:80/x.h5") == {"allow_redirects": False}  # no credentials
     for url in ("s3://raw/samplesX/1.h5", "s3://raw/other.h5", "s3://third/x.h5"):
         with pytest.raises(UntrustedBasinError):
             trust.check(url)

@@ -11,7 +11,10 @@ hidden, and listed in ``ds.encoding["shadowed"]``):
 
 and, within one type, the order the basins were written in (``order``, then name).
 Within a basin, locations are tried in the order listed; the first trusted one that
-exists is used. Every location is checked by :mod:`trust` before anything is opened.
+exists is used. Every location is checked by :mod:`trust` before anything is opened; an
+HTTP redirect is followed (up to :data:`MAX_REDIRECTS`) only to a location the trust
+allows, and the basin is then read from where it led (no request made afterwards
+follows a redirect).
 
 Hostile referrers
 -----------------
@@ -56,6 +59,7 @@ from basinflow.errors import (
     MissingBasinWarning,
     NotFound,
     NotHDF5Error,
+    RedirectRefusedError,
     ReferrerError,
     StaleBasinError,
     StaleBasinWarning,
@@ -75,6 +79,9 @@ from basinflow.storage.referrer.basins import (
 from basinflow.storage.referrer.h5links import audit, link_of
 from basinflow.storage.referrer.trust import Trust, normalize
 from basinflow.storage.referrer.write import MARKER
+
+#: most HTTP redirects followed (each checked by the trust first) to resolve one location
+MAX_REDIRECTS = 5
 
 
 @dataclass
@@ -116,7 +123,7 @@ def _open_h5(url: str, storage_options: Mapping[str, Any] | None, what: str):
         except Exception:
             fobj.close()
             raise
-    except NotHDF5Error:
+    except (NotHDF5Error, UntrustedBasinError):  # e.g. a redirect that was not followed
         raise
     except FileNotFoundError as exc:
         raise BasinUnavailableError(f"{what} {url!r} does not exist") from exc
@@ -301,6 +308,8 @@ def _open_xr(url: str, storage_options: Mapping[str, Any] | None, group: str | N
     target = path if path is not None else fs.open_input(url, storage_options)
     try:
         ds = xr.open_dataset(target, engine="h5netcdf", chunks={}, group=group)
+    except UntrustedBasinError:  # a redirect that was not followed
+        raise
     except Exception as exc:  # truncated data, a foreign file, ...
         raise ReferrerError(f"{url!r}: cannot read its variables: {exc}") from exc
     return ds
@@ -424,6 +433,23 @@ def _open(
     stack = stack.enter(url)
     meta = read_meta(url, options)
     ds = _open_xr(url, options)
+    try:
+        return _add_basins(ds, url, meta, trust, check_pins, missing, stack, options)
+    except BaseException:
+        ds.close()  # a refusal must not keep the referrer open while its traceback lives
+        raise
+
+
+def _add_basins(
+    ds: xr.Dataset,
+    url: str,
+    meta: ReferrerMeta,
+    trust: Trust,
+    check_pins: bool,
+    missing: str,
+    stack: _Chain,
+    options: dict[str, Any],
+) -> xr.Dataset:
     shadowed: list[str] = []
     report: list[Resolution] = []
     for basin in sorted(meta.basins, key=lambda b: b.priority):
@@ -431,7 +457,7 @@ def _open(
         report.append(res)
         if res.status == "missing":
             if missing == "warn":
-                warnings.warn(res.message, MissingBasinWarning, stacklevel=3)
+                warnings.warn(res.message, MissingBasinWarning, stacklevel=4)
                 continue
             raise BasinUnavailableError(res.message)
         if res.status == "untrusted":
@@ -439,7 +465,7 @@ def _open(
         if res.status == "stale":
             if check_pins:
                 raise StaleBasinError(res.message)
-            warnings.warn(res.message, StaleBasinWarning, stacklevel=3)
+            warnings.warn(res.message, StaleBasinWarning, stacklevel=4)
         src = _load(basin, res.location, meta, trust, check_pins, missing, stack)
         src = _select(basin, src, meta, {**ds.sizes, **meta.dims})
         for name in src.variables:
@@ -480,29 +506,32 @@ def resolve(
     for loc in basin.locations(meta.url):
         try:
             allowed.append((loc, trust.check(loc)))
-        except UntrustedBasinError:
-            res.tried.append((loc, "untrusted (not opened)"))
+        except UntrustedBasinError as exc:
+            res.tried.append((loc, _refused(exc)))
     if not allowed:
         res.status = "untrusted"
         res.message = (
             f"basin {basin.name!r} of {meta.url!r}: every location is untrusted and none "
-            f"was opened: {', '.join(loc for loc, _ in res.tried) or 'no locations'}; trusted "
-            f"roots: {', '.join(r.root for r in trust.roots) or 'none'}; pass trusted=[...] "
-            "if you trust them"
+            f"was opened: {'; '.join(f'{loc} ({why})' for loc, why in res.tried) or 'none'}; "
+            f"trusted roots: {', '.join(r.root for r in trust.roots) or 'none'}; pass "
+            "trusted=[...] if you trust them"
         )
         return res
+    redirects: list[str] = []  # refused: to a location the trust refuses
     for loc, opts in allowed:
         try:
-            found = fs.exists(loc, opts)
-        except Exception as exc:  # noqa: BLE001 - an unreachable host counts as missing
-            res.tried.append((loc, f"unreachable ({exc})"))
+            res.location = _probe(basin, meta, loc, opts, trust, res.tried)
+        except UntrustedBasinError as exc:
+            redirects.append(str(exc))
             continue
-        if not found:
-            res.tried.append((loc, "missing"))
-            continue
-        res.location = loc
-        res.tried.append((loc, "found"))
-        break
+        if res.location is not None:
+            break
+    if res.location is None and redirects:
+        res.status = "untrusted"
+        res.message = "; ".join(redirects)
+        if len(res.tried) > len(redirects):  # other locations too: say what became of them
+            res.message += f" (tried: {'; '.join(f'{loc} ({why})' for loc, why in res.tried)})"
+        return res
     if res.location is None:
         res.status = "missing"
         res.message = (
@@ -520,11 +549,16 @@ def resolve(
         try:
             opts = trust.check(pin_url, what=f"basin {basin.name!r} pin file")
         except UntrustedBasinError as exc:
-            res.tried.append((pin_url, "untrusted (not opened)"))
+            res.tried.append((pin_url, _refused(exc)))
             res.status, res.location, res.message = "untrusted", None, f"{meta.url!r}: {exc}"
             return res
         try:
             ok = fs.pin_matches(basin.pin, pin_url, opts)
+        except RedirectRefusedError as exc:
+            res.tried.append((pin_url, f"redirected to {exc.target} (not followed)"))
+            res.status, res.location = "untrusted", None
+            res.message = f"basin {basin.name!r} of {meta.url!r}: its pin file {exc}"
+            return res
         except Exception as exc:  # noqa: BLE001
             ok, why = False, str(exc)
         else:
@@ -537,6 +571,62 @@ def resolve(
                 "re-cook the output, or open with check_pins=False to read it anyway"
             )
     return res
+
+
+def _refused(exc: UntrustedBasinError) -> str:
+    """What ``Resolution.tried`` records for a location the trust refused."""
+    return f"untrusted: {exc.reason} (not opened)" if exc.reason else "untrusted (not opened)"
+
+
+def _probe(
+    basin: Basin,
+    meta: ReferrerMeta,
+    loc: str,
+    opts: dict[str, Any],
+    trust: Trust,
+    tried: list[tuple[str, str]],
+) -> str | None:
+    """The location that holds the basin if ``loc`` exists (``loc`` itself, or where its
+    HTTP redirects lead), else ``None``; each step is recorded in ``tried``.
+
+    Requests for basins follow no redirects by themselves (:mod:`trust` turns them off):
+    a redirect's target is checked like any other location first, then requested with
+    its own options (a host's credentials never follow a redirect to another host);
+    :class:`UntrustedBasinError` when the trust refuses it (nothing was sent there)."""
+    seen = [loc]
+    while True:
+        try:
+            found = fs.exists(loc, opts)
+        except RedirectRefusedError as redirect:
+            target = redirect.target
+            if target is None:
+                tried.append((loc, f"HTTP {redirect.status} redirect without a Location"))
+                return None
+            if target in seen or len(seen) > MAX_REDIRECTS:
+                tried.append((loc, f"redirect loop or more than {MAX_REDIRECTS} redirects"))
+                return None
+            try:
+                opts = trust.check(target, what=f"basin {basin.name!r} redirect target")
+            except UntrustedBasinError as exc:
+                tried.append((loc, f"redirected to {target}, {_refused(exc)}"))
+                raise UntrustedBasinError(
+                    f"basin {basin.name!r} of {meta.url!r}: {loc!r} answered HTTP "
+                    f"{redirect.status}, a redirect to {target!r}, which is untrusted "
+                    f"({exc.reason}); the redirect was not followed and {target!r} was not "
+                    "contacted. If you trust it, add its host to trusted_hosts=[...] (or a "
+                    "root holding it to trusted=[...]); otherwise fix the referrer to name "
+                    "the final location",
+                    reason=f"redirected to an untrusted location ({exc.reason})",
+                ) from None
+            tried.append((loc, f"redirected (HTTP {redirect.status}) to {target}"))
+            seen.append(target)
+            loc = target
+            continue
+        except Exception as exc:  # noqa: BLE001 - an unreachable host counts as missing
+            tried.append((loc, f"unreachable ({exc})"))
+            return None
+        tried.append((loc, "found" if found else "missing"))
+        return loc if found else None
 
 
 def _load(
@@ -678,6 +768,7 @@ class BasinFormatError(BasinError, NotHDF5Error):
 
 
 __all__ = [
+    "MAX_REDIRECTS",
     "BasinFormatError",
     "ReferrerMeta",
     "Resolution",

@@ -21,6 +21,11 @@ Rules
   longest trusted root containing it (a repository's own options for its root, the
   caller's ``storage_options`` for the referrer's own location), ``host_options[host]``
   for a trusted host, and nothing otherwise. Options are never written into a referrer.
+* **Redirects** are not followed by the requests for a basin: an HTTP(S) location's
+  options turn them off (``allow_redirects=False``), so a 3xx answer is an error
+  (:class:`~basinflow.errors.RedirectRefusedError`) naming its target. Resolving a basin
+  follows a redirect only after checking its target here, like any other location, and
+  with the target's own options (credentials never follow a redirect to another host).
 """
 
 from __future__ import annotations
@@ -51,10 +56,17 @@ def normalize(url: str) -> str:
             return os.path.realpath(os.path.expanduser(path))
         parts = urlsplit(url)
     except ValueError as exc:  # an embedded NUL, an unparsable netloc
-        raise UntrustedBasinError(f"{url!r} is not a valid location ({exc})") from exc
+        why = "a NUL character" if "\0" in url else "not a valid URL"
+        raise UntrustedBasinError(
+            f"{url!r} is not a valid location ({exc}); it was not opened", reason=why
+        ) from exc
     segments = unquote(parts.path).split("/")
     if ".." in segments or "." in segments:
-        raise UntrustedBasinError(f"{url!r}: '..' or '.' segments are not allowed in basin URLs")
+        raise UntrustedBasinError(
+            f"{url!r}: '..' or '.' segments are not allowed in basin URLs; it was not opened. "
+            "Name the location without them",
+            reason="a '..' or '.' segment",
+        )
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{posixpath.normpath(parts.path or '/')}"
 
 
@@ -125,25 +137,40 @@ class Trust:
             raise UntrustedBasinError(
                 f"{what} location {url!r} is a relative file URL (it would resolve against the "
                 "working directory); it was not opened. Basin paths are relative to the "
-                "referrer's directory: use such a path, or an absolute one"
+                "referrer's directory: use such a path, or an absolute one",
+                reason="a relative file URL",
             )
         target = normalize(url)
         best = self._best_root(target, local)
         decoded = unquote(path) if local and "://" in url else path
         # percent-encoding: it must be safe however a layer below reads it, as is or decoded
         if best is not None and decoded != path and not self._best_root(normalize(decoded), True):
-            best = None
+            raise UntrustedBasinError(
+                f"{what} location {url!r} is inside a trusted root as written, but its "
+                f"percent-decoded form {decoded!r} is not; it was not opened. Write the path "
+                "without percent-encoding",
+                reason="outside the trusted roots once percent-decoded",
+            )
         if best is not None:
-            return dict(best.storage_options)
+            return _no_redirects(url, best.storage_options)
         if not local and _host_key(url) in self.hosts:
-            return dict(self.host_options.get(_host_key(url), {}))
+            return _no_redirects(url, self.host_options.get(_host_key(url), {}))
         roots = ", ".join(r.root for r in self.roots) or "none"
         hosts = ", ".join(self.hosts) or "none"
         raise UntrustedBasinError(
             f"{what} location {url!r} is outside the trusted roots ({roots}) and hosts "
             f"({hosts}); it was not opened. If you trust it, pass trusted=[...] or "
-            "trusted_hosts=[...] to open_referrer"
+            "trusted_hosts=[...] to open_referrer",
+            reason=self._why_not(url, local),
         )
+
+    def _why_not(self, url: str, local: bool) -> str:
+        if local:
+            return "outside the trusted roots"
+        host = _host_key(url)
+        if any(fs.local_path(r.root) is None and _host_key(r.root) == host for r in self.roots):
+            return "outside the trusted roots"
+        return f"unknown host {host}"
 
     def _best_root(self, target: str, local: bool) -> TrustedRoot | None:
         """The longest trusted root containing the normalised ``target``."""
@@ -161,6 +188,16 @@ class Trust:
         except UntrustedBasinError:
             return False
         return True
+
+
+def _no_redirects(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for a request to ``url``; over HTTP(S) with redirects turned off (a 3xx
+    answer raises :class:`~basinflow.errors.RedirectRefusedError` naming its target, which
+    :func:`~basinflow.storage.referrer.read.resolve` checks before it follows it)."""
+    out = dict(options)
+    if fs.scheme_of(url) in ("http", "https"):
+        out["allow_redirects"] = False
+    return out
 
 
 def _root(text: str) -> str:
