@@ -249,10 +249,9 @@ def report(results: dict, ref: dict, nscans: int, spec) -> str:
             "- basinflow fetches 8 KiB metadata blocks (fsspec `blockcache`); with the former "
             "64 KiB blocks a summary cost ~256 KiB, with fsspec's default read-ahead the "
             "baseline reads whole files (~1.1 MiB each).",
-            "- (b) misses its target by ~7 KiB: the chunk itself is one exact request, but the "
-            "`Scan` opens the file twice for metadata (layout read for the summary, then the "
-            "chunk index for `raw`: ~2 x 24 KiB) and pins it (HEAD + 2 x 16 KiB). Reusing the "
-            "summary's open handle for the chunk index is the next fix.",
+            "- (b): the chunk itself is one exact request; the rest is one metadata read (the "
+            "layout reads the summary and the chunk index through one open handle, ~24 KiB) "
+            "and the pin (HEAD + 2 x 16 KiB).",
             "- basinflow makes more, smaller requests than the baseline: seconds on loopback "
             "favour the baseline; on a real WAN, bytes and per-request latency both count.",
             "",

@@ -187,14 +187,23 @@ class H5Array:
 
     @classmethod
     def from_dataset(
-        cls, url: str, ds: h5py.Dataset, storage_options: Mapping[str, Any] | None = None
+        cls,
+        url: str,
+        ds: h5py.Dataset,
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        index: bool = False,
     ) -> H5Array:
         """The array of ``ds``, opened from ``url``. A dataset reached through an HDF5
         external link lives in another file, and ``ds.name`` is its path *there*: the
         array records that file (``ds.file.filename``), so lazy reads open the file that
         holds the data. (Remotely libhdf5 would resolve such a link on the local disk;
-        referrers refuse those, and the URL is kept.)"""
-        return cls(
+        referrers refuse those, and the URL is kept.)
+
+        ``index=True`` also reads the chunk index from the open ``ds`` (see
+        :meth:`with_index`): a remote file is then opened once for metadata, not twice.
+        """
+        arr = cls(
             _holder(url, ds),
             ds.name,
             tuple(ds.shape),
@@ -202,6 +211,7 @@ class H5Array:
             ds.chunks,
             dict(storage_options or {}),
         )
+        return arr._indexed(ds) if index else arr
 
     @property
     def storage_chunks(self) -> tuple[int, ...]:
@@ -213,38 +223,44 @@ class H5Array:
             return self
         handle = open_h5(self.url, self.storage_options)
         try:
-            ds = get_object(handle, self.path, "dataset")
-            filters = set(ds._filters)
-            if not filters <= _DIRECT_FILTERS or not self.shape or self.shape[0] == 0:
-                return self
-            fill = ds.fillvalue
-            if ds.chunks is None:
-                off = ds.id.get_offset()
-                if off is None:
-                    return self
-                rows = 1
-                n = self.shape[0]
-                row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-                offsets = off + np.arange(n, dtype=np.int64) * row_bytes
-                sizes = np.full(n, row_bytes, dtype=np.int64)
-                masks = np.zeros(n, dtype=np.int64)
-            else:
-                if tuple(ds.chunks[1:]) != tuple(self.shape[1:]):
-                    return self  # frames split across chunks: leave it to h5py
-                rows = ds.chunks[0]
-                n = -(-self.shape[0] // rows)
-                offsets = np.full(n, -1, dtype=np.int64)
-                sizes = np.zeros(n, dtype=np.int64)
-                masks = np.zeros(n, dtype=np.int64)
-
-                def visit(info) -> None:
-                    i = info.chunk_offset[0] // rows
-                    offsets[i], sizes[i], masks[i] = info.byte_offset, info.size, info.filter_mask
-
-                with _H5_LOCK:
-                    ds.id.chunk_iter(visit)
+            return self._indexed(get_object(handle, self.path, "dataset"))
         finally:
             handle.close()
+
+    def _indexed(self, ds: h5py.Dataset) -> H5Array:
+        """This array with the chunk index of the open ``ds`` (self where direct reads
+        cannot serve: other filters, big-endian data, frames split across chunks)."""
+        if self.index is not None or self.dtype.byteorder == ">":
+            return self
+        filters = set(ds._filters)
+        if not filters <= _DIRECT_FILTERS or not self.shape or self.shape[0] == 0:
+            return self
+        fill = ds.fillvalue
+        if ds.chunks is None:
+            off = ds.id.get_offset()
+            if off is None:
+                return self
+            rows = 1
+            n = self.shape[0]
+            row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+            offsets = off + np.arange(n, dtype=np.int64) * row_bytes
+            sizes = np.full(n, row_bytes, dtype=np.int64)
+            masks = np.zeros(n, dtype=np.int64)
+        else:
+            if tuple(ds.chunks[1:]) != tuple(self.shape[1:]):
+                return self  # frames split across chunks: leave it to h5py
+            rows = ds.chunks[0]
+            n = -(-self.shape[0] // rows)
+            offsets = np.full(n, -1, dtype=np.int64)
+            sizes = np.zeros(n, dtype=np.int64)
+            masks = np.zeros(n, dtype=np.int64)
+
+            def visit(info) -> None:
+                i = info.chunk_offset[0] // rows
+                offsets[i], sizes[i], masks[i] = info.byte_offset, info.size, info.filter_mask
+
+            with _H5_LOCK:
+                ds.id.chunk_iter(visit)
         return H5Array(
             self.url,
             self.path,

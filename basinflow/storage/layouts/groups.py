@@ -29,7 +29,7 @@ class GroupsLayout(Layout):
         try:
             group = hdf5.get_group(handle, fragment, "scan group")
             ds = self._frames(group, where)
-            frames = hdf5.H5Array.from_dataset(url, ds, storage_options)
+            frames = hdf5.H5Array.from_dataset(url, ds, storage_options, index=True)
             col_group = (
                 group.get(self.options["columns"]) if "columns" in self.options else ds.parent
             )

@@ -69,7 +69,7 @@ class NexusLayout(Layout):
                     f"{where}: frames dataset {frames_path!r} is missing; check the file, or set "
                     "the repository's layout option 'frames' to the detector dataset"
                 )
-            frames = hdf5.H5Array.from_dataset(url, ds, storage_options)
+            frames = hdf5.H5Array.from_dataset(url, ds, storage_options, index=True)
             columns, roles = {}, {}
             monitors = self.monitors()
             if nxdata is not None:
