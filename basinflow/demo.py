@@ -90,13 +90,15 @@ def run_demo(directory: Path, out: Console) -> None:
         f"  config     {config}\n\n"
         "[bold]Open one[/bold]\n"
         "  import basinflow as bf\n"
-        f"  ds = bf.open_referrer({first.output!r}, trusted=[repo])\n"
+        f"  repo = bf.Repository.from_config({str(config)!r}, {REPOSITORY!r})\n"
+        f"  ds = bf.open_referrer({first.output!r}, trusted=\\[repo])\n"
         f"  .venv/bin/basinflow inspect --config {config} {first.output}\n\n"
         "[bold]See the runs in the Prefect UI[/bold]\n"
         f"  PREFECT_HOME={directory / '.prefect'} .venv/bin/prefect server start"
         "   # http://127.0.0.1:4200\n"
         "  PREFECT_API_URL=http://127.0.0.1:4200/api "
-        f".venv/bin/basinflow cook --config {config} {REPOSITORY} 2021-05 --force\n"
+        f".venv/bin/basinflow cook --config {config} {REPOSITORY} 2021-05 --force\n",
+        soft_wrap=True,  # commands stay on one line, to copy them
     )
     if failed:
         raise SystemExit(1)
