@@ -146,3 +146,47 @@ def test_one_unreachable_raw_file_fails_its_scan_and_the_rest_are_cooked(
         assert all(np.array_equal(got[n], want[n], equal_nan=True) for n in want), key
     stats = proxy.stats()
     assert stats["paths"]["/raw/flaky-flow/nexus/p1/2.h5"] == stats["faults"] > 0
+
+
+def _task_run_counts(name: str, since) -> list[int]:
+    """``run_count`` of every task run called ``name`` that started after ``since``."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        TaskRunFilter,
+        TaskRunFilterName,
+        TaskRunFilterStartTime,
+    )
+
+    async def read():
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                task_run_filter=TaskRunFilter(
+                    name=TaskRunFilterName(any_=[name]),
+                    start_time=TaskRunFilterStartTime(after_=since),
+                )
+            )
+            return [r.run_count for r in runs]
+
+    return asyncio.run(read())
+
+
+def test_an_unreachable_scan_is_retried_by_the_flow_then_fails(
+    proxy, clean, tmp_path, quick_task_retries
+):
+    """Storage retries run out, the error is transient, so Prefect runs the scan's task
+    again (3 retries); bad input would not be retried (``test_is_transient``)."""
+    import datetime
+
+    from basinflow.flows import cook as cook_mod
+    from basinflow.flows.run import cook_proposal
+
+    cfg = _config(tmp_path, proxy, retries=1)
+    proxy.faults(fail_rate=1.0, fail_status=503, fail_paths=[r"/flaky-flow/nexus/p1/3\.h5$"])
+    since = datetime.datetime.now(datetime.UTC)
+    results = {r.scan: r for r in cook_proposal(cfg, "demo", "p1", ["3"], "rsm", force=True)}
+    assert results["3"].status == "failed" and "unreachable" in results["3"].reason
+    retries = cook_mod.cook_scans_task.retries
+    assert retries >= 1
+    assert _task_run_counts("p1/3/rsm", since) == [1 + retries]
