@@ -31,6 +31,7 @@ from xarray.backends import CachingFileManager
 
 from basinflow.errors import Error, LayoutError, NotFound, NotHDF5Error
 from basinflow.storage import fs, retry
+from basinflow.storage.shuffle import unshuffle
 
 _H5_LOCK = threading.Lock()  # libhdf5 is not thread-safe; h5py serialises, we make it explicit
 
@@ -345,9 +346,7 @@ class H5Array:
                 except zlib.error as exc:
                     raise LayoutError(f"{self.url}#{self.path}: corrupt chunk ({exc})") from exc
             else:
-                size = self.dtype.itemsize
-                arr = np.frombuffer(data, np.uint8)
-                data = arr.reshape(size, -1).T.tobytes() if size > 1 else data
+                data = unshuffle(data, self.dtype.itemsize)
         out = np.frombuffer(data, self.dtype)
         if out.size != items:
             raise LayoutError(
