@@ -106,6 +106,11 @@ class Resolution:
     status: str = "unresolved"  # ok | missing | untrusted | stale | error
     message: str = ""
 
+    @property
+    def tried_text(self) -> str:
+        """``"location (outcome); ..."`` for messages."""
+        return "; ".join(f"{loc} ({why})" for loc, why in self.tried)
+
 
 # --- opening files ------------------------------------------------------
 def _open_h5(url: str, storage_options: Mapping[str, Any] | None, what: str):
@@ -512,7 +517,7 @@ def resolve(
         res.status = "untrusted"
         res.message = (
             f"basin {basin.name!r} of {meta.url!r}: every location is untrusted and none "
-            f"was opened: {'; '.join(f'{loc} ({why})' for loc, why in res.tried) or 'none'}; "
+            f"was opened: {res.tried_text or 'none'}; "
             f"trusted roots: {', '.join(r.root for r in trust.roots) or 'none'}; pass "
             "trusted=[...] if you trust them"
         )
@@ -530,15 +535,14 @@ def resolve(
         res.status = "untrusted"
         res.message = "; ".join(redirects)
         if len(res.tried) > len(redirects):  # other locations too: say what became of them
-            res.message += f" (tried: {'; '.join(f'{loc} ({why})' for loc, why in res.tried)})"
+            res.message += f" (tried: {res.tried_text})"
         return res
     if res.location is None:
         res.status = "missing"
         res.message = (
             f"basin {basin.name!r} ({basin.identifier}) of {meta.url!r} is unavailable; "
-            "tried: "
-            + "; ".join(f"{loc} ({why})" for loc, why in res.tried)
-            + "; put the file back, or open with missing='warn' to read the rest"
+            f"tried: {res.tried_text}; put the file back, or open with missing='warn' to read "
+            "the rest"
         )
         return res
     res.status = "ok"
@@ -706,12 +710,14 @@ def _datasets(basin: Basin, url: str, opts: Mapping[str, Any]) -> xr.Dataset:
         for name, spec in basin.datasets.items():
             h = get_object(handle, spec["path"], "dataset")
             dims = spec.get("dims") or [f"{name}_dim{i}" for i in range(h.ndim)]
-            arrays[name] = (dims, H5Array.from_dataset(url, h, opts), bool(h.chunks))
+            # the chunk index read through this handle: direct chunk reads where possible
+            # (no libhdf5 remotely), without opening the file again per dataset
+            arr = H5Array.from_dataset(url, h, opts, index=True)
+            arrays[name] = (dims, arr, bool(h.chunks))
     finally:
         handle.close()
     variables = {}
     for name, (dims, arr, chunked) in arrays.items():
-        arr = arr.with_index()  # direct chunk reads where possible (no libhdf5 remotely)
         chunks = arr.storage_chunks if chunked else "auto"
         variables[name] = (dims, da.from_array(arr, chunks=chunks, lock=False, asarray=True))
     return xr.Dataset(variables)
