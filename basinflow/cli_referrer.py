@@ -53,7 +53,7 @@ def inspect(
             res = resolve(b, meta, trust)
             status, where = (
                 res.status,
-                res.location or "; ".join(f"{loc} ({w})" for loc, w in res.tried),
+                res.location or res.tried_text,
             )
         except BasinError as exc:
             status, where = "error", str(exc)

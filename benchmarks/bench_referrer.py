@@ -39,7 +39,7 @@ KIB64 = 64 * 1024
 RAW_FRACTION = 0.02
 
 sys.path.insert(0, str(HERE))
-from common import machine_info, markdown_table  # noqa: E402 - after the path insert
+from common import machine_info, markdown_table, write_report  # noqa: E402 - after the path insert
 
 
 def kib(n: float) -> str:
@@ -237,10 +237,7 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     text = report(rows, command, args.ntheta, time.perf_counter() - t0)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ POOL = 8
 CHUNKS = (PER_CHUNK, *FRAME)
 
 sys.path.insert(0, str(HERE))
-from common import machine_info  # noqa: E402 - after the path insert
+from common import machine_info, write_report  # noqa: E402 - after the path insert
 
 
 def make_pool() -> np.ndarray:
@@ -236,10 +236,7 @@ def main() -> None:
                 f"Target ours >= 1.7x to_hdf5 (total): {ratio:.2f}x -> {'met' if ratio >= 1.7 else '**not met**'}",
             ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 
 KEY_PACKAGES = (
     "basinflow",
@@ -99,3 +100,12 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def write_report(text: str, out: str | None) -> None:
+    """Print a benchmark's report, and write it to ``out`` (``--out``) when given."""
+    print(text)
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)

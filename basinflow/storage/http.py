@@ -59,8 +59,6 @@ RETRIES = 5
 BACKOFF = 0.5
 BACKOFF_MAX = 10.0
 
-OPTIONS = ("retries", "retry_backoff", "retry_backoff_max", "read_timeout", "connect_timeout")
-
 
 def client_timeout(value, read_timeout: float, connect_timeout: float) -> aiohttp.ClientTimeout:
     if isinstance(value, aiohttp.ClientTimeout):
@@ -225,7 +223,6 @@ __all__ = [
     "BACKOFF",
     "BACKOFF_MAX",
     "CONNECT_TIMEOUT",
-    "OPTIONS",
     "READ_TIMEOUT",
     "RETRIES",
     "RetryingHTTPFile",

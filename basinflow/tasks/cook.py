@@ -215,6 +215,17 @@ def up_to_date(
 
 
 # --- the current pointer ------------------------------------------------------------------------
+def _pointer(
+    scan: Any, recipe: str, output: str | None
+) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """``(URL, storage options, content or None)`` of the (scan, recipe) ``current`` pointer."""
+    from basinflow.recipes.registry import get_recipe
+
+    pointer = current_pointer_url(scan, get_recipe(recipe), _resolve_template(scan, output))
+    opts = _output_options(scan, pointer)
+    return pointer, opts, _read_json(pointer, opts)
+
+
 def set_current(
     scan: Any, recipe: str, url: str, output: str | None = None, *, by: str = "user", **info: Any
 ) -> str:
@@ -223,13 +234,10 @@ def set_current(
     ``by`` records who set it: ``"cook"`` after a cook, ``"user"`` (the default) for an
     explicit choice such as a roll-back, which later cooks of an up-to-date output respect.
     """
-    from basinflow.recipes.registry import get_recipe
     from basinflow.storage.commit import write_json_atomic
 
-    rec = get_recipe(recipe)
-    pointer = current_pointer_url(scan, rec, _resolve_template(scan, output))
-    opts = _output_options(scan, pointer)
-    old = _read_json(pointer, opts) or {}
+    pointer, opts, old = _pointer(scan, recipe, output)
+    old = old or {}
     history = list(old.get("history", []))
     if old.get("url") and old.get("url") != url:
         history.append(old["url"])
@@ -244,21 +252,13 @@ def pointer_behind(scan: Any, recipe: str, url: str, output: str | None = None) 
     died between committing an output and replacing the pointer. A pointer a user set
     (a roll-back) is left alone.
     """
-    from basinflow.recipes.registry import get_recipe
-
-    rec = get_recipe(recipe)
-    pointer = current_pointer_url(scan, rec, _resolve_template(scan, output))
-    data = _read_json(pointer, _output_options(scan, pointer))
+    data = _pointer(scan, recipe, output)[2]
     return data is None or (data.get("by", "cook") == "cook" and data.get("url") != url)
 
 
 def current_output(scan: Any, recipe: str, output: str | None = None) -> str | None:
     """The output URL the (scan, recipe) ``current`` pointer names, or ``None``."""
-    from basinflow.recipes.registry import get_recipe
-
-    rec = get_recipe(recipe)
-    pointer = current_pointer_url(scan, rec, _resolve_template(scan, output))
-    data = _read_json(pointer, _output_options(scan, pointer))
+    data = _pointer(scan, recipe, output)[2]
     return None if data is None else data.get("url")
 
 
@@ -287,9 +287,9 @@ def _check_local_target(url: str) -> None:
             "file (e.g. file:///out/{proposal}/{scan}/{recipe}.h5)"
         )
     parent = os.path.dirname(path)
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
-    if parent and not os.path.isdir(parent):
+    while not os.path.exists(parent):  # the nearest existing ancestor ("/" exists)
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
         raise OutputError(
             f"output {url!r} lies below {parent!r}, which is a file, not a directory; "
             "use another output location or move that file"
