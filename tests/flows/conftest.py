@@ -108,6 +108,80 @@ def dask_address(prefect_server):
         yield address
 
 
+_GATE_HOOK = """
+import os, threading, time
+
+import basinflow.storage.commit as _commit
+
+_HOLD = os.environ["BASINFLOW_TEST_GATE"]
+_NTH = int(os.environ["BASINFLOW_TEST_GATE_NTH"])
+_lock, _seen = threading.Lock(), []
+
+
+def _gate(src, dst):
+    if not str(dst).endswith(".h5"):
+        return
+    with _lock:
+        _seen.append(src)
+        if len(_seen) != _NTH:
+            return
+    with open(_HOLD + ".tmp", "w") as f:
+        f.write(str(src))
+    os.replace(_HOLD + ".tmp", _HOLD + ".held")  # seen whole or not at all
+    while not os.path.exists(_HOLD + ".go"):
+        time.sleep(0.01)
+
+
+def _wrap(fn):
+    def wrapped(src, dst, *args, **kwargs):
+        _gate(src, dst)
+        return fn(src, dst, *args, **kwargs)
+
+    return wrapped
+
+
+os.replace = _wrap(os.replace)  # local outputs: the rename of the temporary file
+_commit.put = _wrap(_commit.put)  # remote outputs: the upload of the staged file
+"""
+
+
+class CommitGate:
+    """Holds a child process just before it commits its ``nth`` output, so a test can act
+    at that exact moment instead of polling for it and hoping.
+
+    A ``sitecustomize`` on the child's ``PYTHONPATH`` wraps the two ways an output becomes
+    visible (``os.replace`` of the local temporary file, ``commit.put`` of the staged
+    upload). ``env`` is the child's environment, ``wait(proc)`` returns the held temporary
+    file once the child is at the gate, ``release()`` lets it go on.
+    """
+
+    def __init__(self, tmp_path: Path, nth: int = 1) -> None:
+        hook = tmp_path / "gate-hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(_GATE_HOOK)
+        self.flag = tmp_path / "gate"
+        self.env = dict(
+            os.environ, BASINFLOW_TEST_GATE=str(self.flag), BASINFLOW_TEST_GATE_NTH=str(nth)
+        )
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(hook), self.env.get("PYTHONPATH")])
+        )
+
+    def wait(self, proc: subprocess.Popen, timeout: float = 240.0) -> Path:
+        held = self.flag.with_suffix(".held")
+        deadline = time.monotonic() + timeout
+        while not held.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the process ended (rc {proc.returncode}) before the gate")
+            if time.monotonic() > deadline:
+                pytest.fail("the process never reached the gate")
+            time.sleep(0.01)
+        return Path(held.read_text())
+
+    def release(self) -> None:
+        self.flag.with_suffix(".go").touch()
+
+
 def write_config(path: Path, raw: str, spice: str, output: str, **extra) -> Path:
     import yaml
 

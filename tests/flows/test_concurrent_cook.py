@@ -1,5 +1,10 @@
 """Two flows cooking the same scans at once leave one valid output per scan: each writer
-commits a whole file by rename, so the last rename wins and no reader ever sees a mix."""
+commits a whole file by rename, so the last rename wins and no reader ever sees a mix.
+
+The overlap is made, not hoped for: the first flow is held just before it renames one
+output (``CommitGate``), the second flow
+cooks and commits every scan while that temporary file exists, then the first is released
+and its rename lands over the second's output."""
 
 from __future__ import annotations
 
@@ -7,36 +12,21 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import cooked_arrays, sample_config
+from .conftest import CommitGate, cooked_arrays, sample_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 SCANS = ("1", "2", "3")
 
 
-def _cook_twice_at_once(cmd: list[str], out: Path) -> bool:
-    """Run ``cmd --force`` twice at once; whether both processes were seen writing at
-    the same moment (temporary names carry the writer's pid)."""
-    procs = [
-        subprocess.Popen([*cmd, "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    overlapped = False
-    while any(p.poll() is None for p in procs):
-        names = [p.name for p in out.glob("p1/*/.normalize.h5.*.partial")]
-        writers = {n.split(".h5.", 1)[1].split("@", 1)[0] for n in names}
-        overlapped = overlapped or len(writers) >= 2
-        time.sleep(0.01)
-    for p in procs:
-        stdout, stderr = p.communicate()
-        assert p.returncode == 0, stderr.decode()[-2000:]
-        assert "3 cooked" in stdout.decode(), stdout.decode()
-    return overlapped
+def _finished(proc: subprocess.Popen) -> None:
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert "3 cooked" in stdout.decode(), stdout.decode()
 
 
 def test_two_flows_cook_the_same_scans(tmp_path):
@@ -47,17 +37,28 @@ def test_two_flows_cook_the_same_scans(tmp_path):
     out = tmp_path / "out"
     cfg = sample_config(tmp_path, SCANS, f"file://{out}/{{proposal}}/{{scan}}/{{recipe}}.h5")
     exe = Path(sys.executable).with_name("basinflow")
-    cmd = [str(exe), "cook", "--config", str(cfg), "demo", "p1", "--recipe", "normalize"]
-    for _attempt in range(3):  # until the two flows are seen writing at the same moment
-        if _cook_twice_at_once(cmd, out):
-            break
-    else:
-        pytest.fail("the two flows never wrote at the same time: the test proved nothing")
+    cmd = [str(exe), "cook", "--config", str(cfg), "demo", "p1", "--recipe", "normalize", "--force"]
+    gate = CommitGate(tmp_path)
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=gate.env)
+    try:
+        partial = gate.wait(first)
+        assert partial.exists() and f".{first.pid}@" in partial.name, partial
+        second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _finished(second)  # every scan committed while the first flow's file was uncommitted
+        assert partial.exists(), "the second flow removed the first flow's live temporary file"
+        held_inode = partial.stat().st_ino
+        assert (partial.parent / "normalize.h5").stat().st_ino != held_inode
+    finally:
+        gate.release()
+    _finished(first)
+    assert not partial.exists()
+    # the last rename wins: the held flow's file replaced the one the second flow committed
+    assert (partial.parent / "normalize.h5").stat().st_ino == held_inode
 
     repo = Repository.from_config(cfg, "demo")
     for scan in SCANS:
         files = sorted(os.listdir(out / "p1" / scan))
-        assert files == ["normalize.current.json", "normalize.h5"], files
+        assert files == ["normalize.current.json", "normalize.h5"], (scan, files)
         url = (out / "p1" / scan / "normalize.h5").as_uri()
         ref = cook(repo["p1"][scan], "normalize", output=f"file://{tmp_path}/ref/{{scan}}.h5")
         assert cooked_arrays(url) == cooked_arrays(ref.output), scan

@@ -16,7 +16,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from .conftest import sample_config
+from .conftest import CommitGate, sample_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -24,23 +24,16 @@ SCANS = ("1", "2", "3", "4")
 
 
 def _kill_mid_write(cfg: Path, tmpdir: Path, committed, writing) -> set[str]:
-    """Run ``basinflow cook`` in its own session and SIGKILL its whole process group as
-    soon as one output is committed and another is being written; returns the outputs
-    whose temporary files outlived the kill (their commit never happened).
+    """Run ``basinflow cook`` in its own session and SIGKILL its whole process group once
+    one output is committed and another is being written; returns the outputs whose
+    temporary files outlived the kill (their commit never happened).
 
-    A write can finish in the instant between seeing it and the kill; then the cook runs
-    again (committed outputs are skipped) until a kill lands mid-write.
+    The moment is polled for: the group is stopped (SIGSTOP), checked again while frozen
+    and killed only if a write is still in flight, else resumed. A ``CommitGate`` holding
+    the cook just before its second commit makes sure such a moment comes.
     """
-    for _ in range(3):
-        _run_and_kill(cfg, tmpdir, committed, writing)
-        in_flight = writing()
-        if in_flight:
-            return in_flight
-    pytest.fail("three kills in a row missed every write")
-
-
-def _run_and_kill(cfg: Path, tmpdir: Path, committed, writing) -> None:
-    env = {**os.environ, "TMPDIR": str(tmpdir)}
+    gate = CommitGate(tmpdir.parent, nth=2)
+    env = {**gate.env, "TMPDIR": str(tmpdir)}
     exe = Path(sys.executable).with_name("basinflow")
     proc = subprocess.Popen(
         [str(exe), "cook", "--config", str(cfg), "demo", "p1", "--recipe", "normalize"],
@@ -49,13 +42,18 @@ def _run_and_kill(cfg: Path, tmpdir: Path, committed, writing) -> None:
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    held = gate.flag.with_suffix(".held")
     deadline = time.monotonic() + 240
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            if committed() and writing():
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
-                return
+            if held.exists() or (committed() and writing()):
+                _freeze(proc.pid)
+                in_flight = writing()
+                if committed() and in_flight:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(30)
+                    return in_flight
+                os.killpg(proc.pid, signal.SIGCONT)
             time.sleep(0.01)
     finally:
         if proc.poll() is None:
@@ -63,6 +61,24 @@ def _run_and_kill(cfg: Path, tmpdir: Path, committed, writing) -> None:
             proc.wait(30)
     err = proc.stderr.read().decode() if proc.stderr else ""
     pytest.fail(f"the cook ended (rc {proc.returncode}) before it was caught mid-write: {err}")
+
+
+def _freeze(pid: int) -> None:
+    """SIGSTOP the process group and wait until every thread of ``pid`` is stopped (the
+    signal is delivered asynchronously)."""
+    os.killpg(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that ended
+        if all(state in "TtZX" for state in states):
+            return
+        time.sleep(0.001)
+    pytest.fail(f"process {pid} did not stop")
 
 
 def _rerun(cfg: Path) -> dict[str, str]:
