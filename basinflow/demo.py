@@ -15,8 +15,12 @@ from rich.console import Console
 from rich.table import Table
 
 REPOSITORY = "demo"
-RSM_GRID = {"dims": ["qx", "qy", "qz"], "qsize": [24, 48, 160], "group_by": "delay",
-            "normalize_by": "monitor"}
+RSM_GRID = {
+    "dims": ["qx", "qy", "qz"],
+    "qsize": [24, 48, 160],
+    "group_by": "delay",
+    "normalize_by": "monitor",
+}
 
 
 def write_config(directory: Path) -> Path:
@@ -57,10 +61,13 @@ def run_demo(directory: Path, out: Console) -> None:
     out.rule("3. seed spice (geometry + grid, from the first scan on)")
     repo = bf.Repository.from_config(config, REPOSITORY)
     for key in repo.proposals():
-        doc = repo[key].spice.seed("rsm", **truth["rsm"], **RSM_GRID,
-                                   comment="demo: sample geometry")
-        out.print(f"{key}: rsm revision {doc.revision} ({doc.uuid[:8]}) anchored at "
-                  f"{doc.anchor or 'the first scan'}")
+        doc = repo[key].spice.seed(
+            "rsm", **truth["rsm"], **RSM_GRID, comment="demo: sample geometry"
+        )
+        out.print(
+            f"{key}: rsm revision {doc.revision} ({doc.uuid[:8]}) anchored at "
+            f"{doc.anchor or 'the first scan'}"
+        )
 
     out.rule("4. cook: Prefect flow on a local Dask cluster")
     results = []
@@ -78,11 +85,14 @@ def run_demo(directory: Path, out: Console) -> None:
     q0 = np.asarray(truth["peaks"][str(truth["delays"][0])])[2]
     for delay in truth["delays"]:
         qz = peak_qz(ds, delay)
-        table.add_row(f"{delay:g}", f"{truth['strain'][str(delay)]:.2e}",
-                      f"{q0 / qz - 1:.2e}", f"{qz:.4f}")
+        table.add_row(
+            f"{delay:g}", f"{truth['strain'][str(delay)]:.2e}", f"{q0 / qz - 1:.2e}", f"{qz:.4f}"
+        )
     out.print(table)
-    out.print(f"innate: {sorted(ds.attrs.get('innate', [])) or list(ds.data_vars)[:3]}; "
-              f"raw frames through the basin: {ds.frames.shape}")
+    out.print(
+        f"innate: {sorted(ds.attrs.get('innate', [])) or list(ds.data_vars)[:3]}; "
+        f"raw frames through the basin: {ds.frames.shape}"
+    )
     out.print(
         "\n[bold]Where things are[/bold]\n"
         f"  referrers  {directory / 'cooked'}\n"

@@ -330,4 +330,3 @@ def test_nx5d_documents_import_as_they_are(docs):
         }
         again = import_spice(source, store)  # idempotent
         assert again.imported == () and len(again.skipped) == len(docs)
-

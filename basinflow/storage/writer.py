@@ -139,8 +139,15 @@ def encode_block(
 
 
 # --- running ------------------------------------------------------
-_LOCAL_SCHEDULERS = {"sync", "synchronous", "single-threaded", "threads", "threading",
-                     "processes", "multiprocessing"}
+_LOCAL_SCHEDULERS = {
+    "sync",
+    "synchronous",
+    "single-threaded",
+    "threads",
+    "threading",
+    "processes",
+    "multiprocessing",
+}
 
 
 def _client():

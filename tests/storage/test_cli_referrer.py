@@ -10,12 +10,7 @@ from basinflow.cli import main
 
 def _config(tmp_path, repo) -> str:
     path = tmp_path / "basinflow.yaml"
-    path.write_text(
-        "repositories:\n"
-        "  site:\n"
-        f"    raw: {repo.url!r}\n"
-        f"    output: {repo.output!r}\n"
-    )
+    path.write_text(f"repositories:\n  site:\n    raw: {repo.url!r}\n    output: {repo.output!r}\n")
     return str(path)
 
 
