@@ -414,9 +414,16 @@ class SpiceDocument:
         Raises
         ------
         SpiceError
-            Naming ``source`` when the text is not JSON or not a valid document.
+            Naming ``source`` when the text is not JSON or not a valid document; with a
+            ``source`` (a stored file) the message says to fix or remove that file.
         """
-        return cls.from_dict(parse_json(text, source), source)
+        data = parse_json(text, source)
+        try:
+            return cls.from_dict(data, source)
+        except SpiceError as exc:
+            if source is None:
+                raise
+            raise type(exc)(f"{exc}; fix or remove the file") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict with every field (data thawed into dicts and lists)."""

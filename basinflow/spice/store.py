@@ -237,12 +237,7 @@ class SpiceStore(ABC):
 
     def _parse(self, name: str, content: bytes) -> SpiceDocument:
         where = self.location(name)
-        try:
-            doc = SpiceDocument.from_json(content, source=where)
-        except SpiceError as exc:
-            if "fix or remove" in str(exc):
-                raise
-            raise type(exc)(f"{exc}; fix or remove the file") from None
+        doc = SpiceDocument.from_json(content, source=where)
         if doc.uuid + SUFFIX != name:
             raise SpiceError(
                 f"spice document {where}: its uuid {doc.uuid!r} does not match the file name; "
