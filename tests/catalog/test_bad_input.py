@@ -111,6 +111,12 @@ def bad_local(tmp_path_factory) -> Path:
             (d / "manifest.dat").write_bytes(bytes(range(256)) * 4)
         else:
             (d / "manifest.dat").write_text("\n".join(edit(good)) + "\n")
+    # frames that are not TIFF: the first one (read for the summary) and a later one
+    frames = sorted(p.name for p in good_dir.glob("*.tif*"))
+    for name, frame in (("first", frames[0]), ("later", frames[2])):
+        d = root / "tiff/corrupt" / name
+        shutil.copytree(good_dir, d)
+        (d / frame).write_bytes((d / frame).read_bytes()[:40])
     d = root / "tiff/m/zero"
     d.mkdir()
     (d / "manifest.dat").write_text("\n".join(good[:3]) + "\n")
@@ -355,6 +361,22 @@ def test_zero_frames_tiff(bad):
     with pytest.raises(errors.LayoutError) as e:
         scan.summary  # noqa: B018
     check(e.value, errors.LayoutError, f"{root}/tiff/m/zero/manifest.dat", "zero frames")
+
+
+def test_corrupt_tiff_frames(bad):
+    """A frame cut short: the summary names the first frame, reading names the later one."""
+    root, options = bad
+    template = "tiff/{proposal}/{scan}/"
+    first = _scan(root, options, template, "corrupt", "first")
+    with pytest.raises(errors.LayoutError) as e:
+        first.summary  # noqa: B018
+    check(e.value, errors.LayoutError, f"{root}/tiff/corrupt/first/", "not a readable TIFF")
+    later = _scan(root, options, template, "corrupt", "later")
+    assert later.summary["frames"] > 2  # the metadata comes from the first frame
+    with pytest.raises(errors.LayoutError) as e:
+        later.raw.frames.values  # noqa: B018
+    check(e.value, errors.LayoutError, f"{root}/tiff/corrupt/later/", "not a readable TIFF")
+    assert later.raw.frames[:2].values.sum() > 0  # the frames before it still read
 
 
 @pytest.mark.parametrize(

@@ -995,3 +995,44 @@ def test_a_tiff_frame_symlinked_outside_is_never_read(tmp_path):
         assert ds["frames"].shape[0] == len(frames)
     finally:
         outside.close()
+
+
+def test_a_redirected_tiff_frame_is_refused_as_untrusted(tmp_path):
+    """A TIFF-stack basin on a trusted host whose first frame answers with a redirect to
+    an unknown host: refused as untrusted (not "not a readable TIFF"), nothing reaches
+    the other host."""
+    import shutil
+
+    from basinflow import samples
+
+    site = tmp_path / "site"
+    samples.generate(
+        site, samples.SampleSpec(proposals={"p1": ("1",)}, ntheta=1, layouts=("tiff",))
+    )
+    (scan,) = [p.parent for p in site.rglob("manifest.dat")]
+    frames = sorted(scan.glob("*.tif*"))
+    first = frames[0].name
+    shutil.copytree(scan, tmp_path / "a" / "stack")
+    shutil.copytree(scan, tmp_path / "t" / "stack")
+    with servers.http_server(tmp_path / "t", log=tmp_path / "t.jsonl") as target:
+        redirects = {f"/stack/{first}": f"{target.url}/stack/{first}"}
+        with servers.http_server(tmp_path / "a", tmp_path / "a.jsonl", redirects) as a:
+            basin = Basin(
+                name="evil", type="remote", format="http", urls=[f"{a.url}/stack"], layout="tiff"
+            )
+            ds = xr.Dataset({"v": ("index", np.zeros(len(frames)))})
+            path = _plain_ref(tmp_path / "ref.h5", [basin], ds=ds)
+            with pytest.raises(UntrustedBasinError, match="redirect") as err:
+                bf.open_referrer(str(path), trusted_hosts=[a.url]).compute()
+            assert f"{target.url}/stack/{first}" in str(err.value)
+            assert target.requests() == []
+            # the control: the same stack without the redirect opens from the same host
+            # (a frame's redirect is never followed, even to a trusted host: only a basin's
+            # own location is resolved through redirects)
+            clean = Basin(
+                name="evil", type="remote", format="http", urls=[f"{a.url}/clean"], layout="tiff"
+            )
+            shutil.copytree(scan, tmp_path / "a" / "clean")
+            path = _plain_ref(tmp_path / "clean.h5", [clean], ds=ds)
+            got = bf.open_referrer(str(path), trusted_hosts=[a.url])["frames"]
+            assert got.shape[0] == len(frames) and float(got[0].sum()) > 0

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from basinflow.errors import LayoutError, ManifestError, NotFound
-from basinflow.storage import fs
+from basinflow.errors import Error, LayoutError, ManifestError, NotFound
+from basinflow.storage import fs, retry
 from basinflow.storage.layouts.base import Layout, ScanContent
 
 MANIFEST = "manifest.dat"
@@ -74,6 +74,12 @@ def parse_manifest(
     return columns, files, header[:-1]
 
 
+def _unreadable(url: str, exc: BaseException) -> LayoutError:
+    return LayoutError(
+        f"{url}: not a readable TIFF ({exc}); replace the frame or leave the scan out"
+    )
+
+
 @dataclass
 class TiffFrames:
     """Lazy frame stack over one TIFF per frame (picklable)."""
@@ -91,8 +97,13 @@ class TiffFrames:
     def __getitem__(self, key):
         import tifffile
 
-        key = key if isinstance(key, tuple) else (key,)
-        sel = range(*key[0].indices(self.shape[0]))
+        from dask.array.slicing import normalize_index
+
+        # dask passes an integer for one frame (``frames[3]``) and may pass Ellipsis or
+        # index arrays: make every key a tuple of one entry per axis, then read whole frames
+        key = normalize_index(key if isinstance(key, tuple) else (key,), self.shape)
+        picked = np.arange(self.shape[0])[key[0]]
+        sel = [int(i) for i in np.atleast_1d(picked)]
         out = np.empty((len(sel), *self.shape[1:]), dtype=self.dtype)
         fsys, _ = fs.url_to_fs(self.urls[0], self.storage_options)
         paths = [fsys._strip_protocol(self.urls[i]) for i in sel]
@@ -101,13 +112,17 @@ class TiffFrames:
             blob = blobs.get(path, FileNotFoundError(path))
             if isinstance(blob, Exception):
                 raise fs.translate_errors(self.urls[i], blob)
-            img = tifffile.imread(io.BytesIO(blob))
+            try:
+                img = tifffile.imread(io.BytesIO(blob))
+            except Exception as exc:  # the bytes are here: what fails is their content
+                raise _unreadable(self.urls[i], exc) from exc
             if img.shape != self.shape[1:]:
                 raise LayoutError(
                     f"{self.urls[i]}: frame shape {img.shape}, expected {self.shape[1:]}"
                 )
             out[j] = img
-        return out[(slice(None), *key[1:])]
+        out = out[(slice(None), *key[1:])]
+        return out[0] if picked.ndim == 0 else out
 
 
 class TiffLayout(Layout):
@@ -147,7 +162,11 @@ class TiffLayout(Layout):
         except FileNotFoundError:
             raise NotFound(f"{urls[0]!r} listed in {manifest_url} does not exist") from None
         except Exception as exc:
-            raise LayoutError(f"{urls[0]}: not a readable TIFF ({exc})") from exc
+            if isinstance(exc, (Error, OSError)) or retry.transient_cause(exc) is not None:
+                # storage, not content: a refused redirect, a dropped connection or
+                # exhausted retries keep their own class (the flows retry transient ones)
+                raise fs.translate_errors(urls[0], exc) from exc
+            raise _unreadable(urls[0], exc) from exc
         frames = TiffFrames(urls, (len(urls), *shape), np.dtype(dtype), dict(storage_options or {}))
         monitors = self.monitors()
         roles = {n: "monitor" if n in monitors else "positioner" for n in columns}
