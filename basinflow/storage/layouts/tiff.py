@@ -96,7 +96,6 @@ class TiffFrames:
 
     def __getitem__(self, key):
         import tifffile
-
         from dask.array.slicing import normalize_index
 
         # dask passes an integer for one frame (``frames[3]``) and may pass Ellipsis or
