@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from basinflow.config import Config, load_config
 from basinflow.errors import FlowError
-from basinflow.flows import artifacts
+from basinflow.flows import artifacts, liveness
 from basinflow.flows.cluster import dask_cluster, task_runner
 from basinflow.tasks import batch
 
@@ -207,6 +207,7 @@ def cook_batch(
 ) -> list:
     """Cook ``scans`` (at most ``batch_size`` of them), ``per_task`` scans per task run;
     never raises for a scan."""
+    liveness.claim_and_reap()
     total = total or len(scans)
     run_id = _flow_run_id()
     per = max(1, per_task)
@@ -279,6 +280,7 @@ def cook(
     Returns every scan's CookResult;
     raises :class:`ScansFailed` (with the results) if any scan failed.
     """
+    liveness.claim_and_reap()
     cfg = load(config)
     settings = settings_parameter(cfg, repository)
     limit = batch_size or cfg.batch_size

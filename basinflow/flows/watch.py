@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow, tags
 
-from basinflow.flows import artifacts
+from basinflow.flows import artifacts, liveness
 from basinflow.flows.cluster import dask_cluster
 from basinflow.flows.cook import ScansFailed, cook, load, plan_task, results_of, settings_parameter
 from basinflow.tasks import batch
@@ -57,6 +57,7 @@ def watch(
     cluster_address: str | None = None,
 ) -> list:
     """Cook what is new or stale since the last run (all proposals when none are named)."""
+    liveness.claim_and_reap()
     cfg = load(config)
     settings = settings_parameter(cfg, repository)
     work = []
@@ -83,6 +84,7 @@ def reprocess(
     cluster_address: str | None = None,
 ) -> list:
     """Cook every scan of ``proposals`` (default all), one ``cook`` sub-flow per proposal."""
+    liveness.claim_and_reap()
     cfg = load(config)
     with tags("basinflow", "reprocess", f"repository:{repository}", f"recipe:{recipe}"):
         work = [(p, None) for p in _proposals(cfg, repository, proposals)]

@@ -182,6 +182,18 @@ class CommitGate:
         self.flag.with_suffix(".go").touch()
 
 
+def flow_runs_of(pid: int) -> list:
+    """Flow runs labelled as run by process ``pid`` (``basinflow.flows.liveness``)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from basinflow.flows.liveness import PID
+
+    with get_client(sync_client=True) as client:  # the newest: the session has many
+        runs = client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=200)
+    return [r for r in runs if (r.labels or {}).get(PID) == str(pid)]
+
+
 def write_config(path: Path, raw: str, spice: str, output: str, **extra) -> Path:
     import yaml
 

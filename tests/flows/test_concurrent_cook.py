@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CommitGate, cooked_arrays, sample_config
+from .conftest import CommitGate, cooked_arrays, flow_runs_of, sample_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -51,6 +51,10 @@ def test_two_flows_cook_the_same_scans(tmp_path):
     finally:
         gate.release()
     _finished(first)
+    # the second flow's start looked for runs left by dead processes: the first, alive
+    # and held at that moment, was left alone and completed
+    states = {r.state.type.value for p in (first.pid, second.pid) for r in flow_runs_of(p)}
+    assert states == {"COMPLETED"}, states
     assert not partial.exists()
     # the last rename wins: the held flow's file replaced the one the second flow committed
     assert (partial.parent / "normalize.h5").stat().st_ino == held_inode

@@ -16,17 +16,17 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from .conftest import CommitGate, sample_config
+from .conftest import CommitGate, flow_runs_of, sample_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 SCANS = ("1", "2", "3", "4")
 
 
-def _kill_mid_write(cfg: Path, tmpdir: Path, committed, writing) -> set[str]:
+def _kill_mid_write(cfg: Path, tmpdir: Path, committed, writing) -> tuple[set[str], int]:
     """Run ``basinflow cook`` in its own session and SIGKILL its whole process group once
     one output is committed and another is being written; returns the outputs whose
-    temporary files outlived the kill (their commit never happened).
+    temporary files outlived the kill (their commit never happened), and the killed pid.
 
     The moment is polled for: the group is stopped (SIGSTOP), checked again while frozen
     and killed only if a write is still in flight, else resumed. A ``CommitGate`` holding
@@ -52,7 +52,7 @@ def _kill_mid_write(cfg: Path, tmpdir: Path, committed, writing) -> set[str]:
                 if committed() and in_flight:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(30)
-                    return in_flight
+                    return in_flight, proc.pid
                 os.killpg(proc.pid, signal.SIGCONT)
             time.sleep(0.01)
     finally:
@@ -88,6 +88,26 @@ def _rerun(cfg: Path) -> dict[str, str]:
     return {r.scan: r.status for r in results}
 
 
+def _assert_crashed(pid: int) -> None:
+    """The runs the killed process left Running, and their Running task runs, are Crashed
+    with a message naming the process."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    runs = flow_runs_of(pid)
+    assert len(runs) == 2, runs
+    for run in runs:
+        assert run.state.type.value == "CRASHED", (run.name, run.state)
+        assert f"pid {pid} " in run.state.message and "rerun" in run.state.message
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            task_run_filter=TaskRunFilter(
+                flow_run_id=TaskRunFilterFlowRunId(any_=[r.id for r in runs])
+            )
+        )
+    assert tasks and all(t.state.type.value != "RUNNING" for t in tasks), tasks
+
+
 def _check_valid(url: str, storage_options: dict | None = None) -> None:
     from basinflow.storage.referrer.read import read_meta
 
@@ -107,7 +127,12 @@ def test_sigkill_mid_write_local(tmp_path):
     def writing() -> set[str]:
         return {p.parent.name for p in out.glob("p1/*/.normalize.h5.*.partial")}
 
-    in_flight = _kill_mid_write(cfg, stage, committed, writing)
+    in_flight, pid = _kill_mid_write(cfg, stage, committed, writing)
+    # what the UI shows for the killed process: the cook run and its batch sub-flow run
+    assert sorted((r.name.split("/")[-1], r.state.type.value) for r in flow_runs_of(pid)) == [
+        ("batch-0", "RUNNING"),
+        ("normalize", "RUNNING"),
+    ]
     for scan in in_flight:  # the output being written is not at its final URL
         assert not (out / "p1" / scan / "normalize.h5").exists()
     for scan in committed():  # what was committed before the kill is whole
@@ -115,6 +140,7 @@ def test_sigkill_mid_write_local(tmp_path):
 
     before = committed()
     statuses = _rerun(cfg)
+    _assert_crashed(pid)
     assert {s for s, st in statuses.items() if st == "skipped"} == before, statuses
     assert {s for s, st in statuses.items() if st == "cooked"} == set(SCANS) - before
     for scan in SCANS:
@@ -139,13 +165,15 @@ def test_sigkill_mid_write_s3(tmp_path, s3_server, s3_options):
     def writing() -> set[str]:
         return {p.name for p in stage.glob(".basinflow-upload.h5.*.partial") if p.stat().st_size}
 
-    assert _kill_mid_write(cfg, stage, committed, writing)
+    in_flight, pid = _kill_mid_write(cfg, stage, committed, writing)
+    assert in_flight
     now = committed()
     assert len(now) < len(SCANS), "every output was committed: nothing was killed mid-write"
     for scan in now:
         _check_valid(f"{prefix}/p1/{scan}/normalize.h5", s3_options)
 
     statuses = _rerun(cfg)
+    _assert_crashed(pid)
     assert {s for s, st in statuses.items() if st == "skipped"} == now, statuses
     assert {s for s, st in statuses.items() if st == "cooked"} == set(SCANS) - now
     for scan in SCANS:
