@@ -295,6 +295,8 @@ class H5Array:
         if first[2] != 1:
             return self._via_h5(key)
         start, stop = first[0], max(first[0], first[1])
+        if stop == start:  # an empty selection (dask asks for these too): no chunk to read
+            return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *key[1:])]
         idx = self.index
         c0, c1 = start // idx.rows, -(-stop // idx.rows)
         frame = self.shape[1:]
