@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,8 @@ import h5py
 import numpy as np
 
 from basinflow.errors import ChunkAlignmentError, OutputError
+from basinflow.storage import deflate
+from basinflow.storage.shuffle import shuffle as byte_shuffle
 
 #: netCDF-4's marker for a dimension scale that is not a variable (h5netcdf/xarray read it)
 NC_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable."
@@ -104,11 +105,7 @@ def aligned(name: str, data: da.Array, storage: tuple[int, ...], *, strict: bool
 def encode_chunk(chunk: np.ndarray, *, level: int = 1, shuffle: bool = True) -> bytes:
     """One full storage chunk as HDF5's shuffle + deflate pipeline would store it."""
     buf = np.ascontiguousarray(chunk)
-    size = buf.dtype.itemsize
-    raw = (
-        buf.view(np.uint8).reshape(-1, size).T.tobytes() if shuffle and size > 1 else buf.tobytes()
-    )
-    return zlib.compress(raw, level)
+    return deflate.compress(byte_shuffle(buf) if shuffle else buf.tobytes(), level)
 
 
 def encode_block(
