@@ -48,11 +48,16 @@ def owner_gone(labels: Mapping[str, Any] | None) -> int | None:
     is gone (or the pid now belongs to another process), else ``None``."""
     labels = labels or {}
     pid = str(labels.get(PID, ""))
+    try:
+        started = float(labels.get(STARTED, ""))
+    except (TypeError, ValueError):
+        return None  # not labelled by us: not ours to judge
     if labels.get(HOST) != socket.gethostname() or not pid.isdigit():
         return None
     try:
         proc = psutil.Process(int(pid))
-        if proc.status() != psutil.STATUS_ZOMBIE and _started(int(pid)) == labels.get(STARTED):
+        # start times are kernel ticks (10 ms): equal within a tick means the same process
+        if proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - started) < 0.05:
             return None
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         pass

@@ -31,3 +31,4 @@ def test_other_hosts_and_unlabelled_runs_are_not_judged():
     assert owner_gone({**dead, HOST: "another-host"}) is None
     assert owner_gone({}) is None and owner_gone(None) is None
     assert owner_gone({**dead, PID: "not-a-pid"}) is None
+    assert owner_gone({**dead, STARTED: "yesterday"}) is None
