@@ -92,20 +92,6 @@ def claim_and_reap() -> list[str]:
 
 def _claim_and_reap(flow_run_id: str | None, reap: bool) -> list[str]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-        TaskRunFilter,
-        TaskRunFilterFlowRunId,
-        TaskRunFilterState,
-        TaskRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.states import Crashed
 
     crashed: list[str] = []
     with get_client(sync_client=True) as client:
@@ -113,24 +99,8 @@ def _claim_and_reap(flow_run_id: str | None, reap: bool) -> list[str]:
             client.update_flow_run_labels(flow_run_id, owner_labels())
         if not reap:
             return crashed
-        running = []
-        for offset in range(0, MAX_CHECKED, PAGE):
-            page = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOWS))),
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
-                ),
-                sort=FlowRunSort.START_TIME_DESC,
-                limit=PAGE,
-                offset=offset,
-            )
-            running.extend(page)
-            if len(page) < PAGE:
-                break
-        for run in running:
-            if str(run.id) == flow_run_id:
-                continue
-            pid = owner_gone(run.labels)
+        for run in _running(client):
+            pid = None if str(run.id) == flow_run_id else owner_gone(run.labels)
             if pid is None:
                 continue
             message = (
@@ -139,18 +109,61 @@ def _claim_and_reap(flow_run_id: str | None, reap: bool) -> list[str]:
                 "when the next flow started on that host. Committed outputs are whole; "
                 "rerun to cook the rest"
             )
-            tasks = client.read_task_runs(
-                task_run_filter=TaskRunFilter(
-                    flow_run_id=TaskRunFilterFlowRunId(any_=[run.id]),
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING])),
-                )
-            )
-            for task_run in tasks:
-                client.set_task_run_state(task_run.id, Crashed(message=message), force=True)
-            client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            _crash(client, run.id, message)
             logger.warning("flow run %s (%s): %s", run.name, run.id, message)
             crashed.append(str(run.id))
     return crashed
+
+
+def _running(client) -> list:
+    """The Running runs of basinflow's flows, newest first, at most ``MAX_CHECKED``."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    running: list = []
+    for offset in range(0, MAX_CHECKED, PAGE):
+        page = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOWS))),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+            ),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=PAGE,
+            offset=offset,
+        )
+        running.extend(page)
+        if len(page) < PAGE:
+            break
+    return running
+
+
+def _crash(client, flow_run_id, message: str) -> None:
+    """Set a flow run and its Running task runs to ``Crashed`` with ``message``."""
+    from prefect.client.schemas.filters import (
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    tasks = client.read_task_runs(
+        task_run_filter=TaskRunFilter(
+            flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]),
+            state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING])),
+        )
+    )
+    for task_run in tasks:
+        client.set_task_run_state(task_run.id, Crashed(message=message), force=True)
+    client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
 
 
 __all__ = ["claim_and_reap", "owner_gone", "owner_labels"]
