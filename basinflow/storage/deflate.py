@@ -16,8 +16,8 @@ import zlib
 
 from isal import isal_zlib
 
-#: what a corrupt stream raises (ISA-L's own error, or zlib's for stored data)
-DeflateError = (isal_zlib.error, zlib.error)
+#: what a corrupt or truncated stream raises
+DeflateError = isal_zlib.error
 
 
 def isal_level(level: int) -> int | None:
@@ -36,7 +36,7 @@ def compress(data: bytes | memoryview, level: int = 1) -> bytes:
 
 
 def decompress(data: bytes | memoryview) -> bytes:
-    """Inflate a zlib stream; raises one of :data:`DeflateError` when it is corrupt."""
+    """Inflate a zlib stream; raises :data:`DeflateError` when it is corrupt."""
     return isal_zlib.decompress(data)
 
 

@@ -32,6 +32,8 @@ from basinflow.errors import Error, LayoutError, NotFound, NotHDF5Error
 from basinflow.storage import deflate, fs, retry
 from basinflow.storage.shuffle import unshuffle
 
+_DAMAGED = "the file is damaged or truncated: copy it again from its source, or leave the scan out"
+
 _H5_LOCK = threading.Lock()  # libhdf5 is not thread-safe; h5py serialises, we make it explicit
 
 
@@ -345,13 +347,15 @@ class H5Array:
                 try:
                     data = deflate.decompress(data)
                 except deflate.DeflateError as exc:
-                    raise LayoutError(f"{self.url}#{self.path}: corrupt chunk ({exc})") from exc
+                    raise LayoutError(
+                        f"{self.url}#{self.path}: corrupt chunk ({exc}); {_DAMAGED}"
+                    ) from exc
             else:
                 data = unshuffle(data, self.dtype.itemsize)
         out = np.frombuffer(data, self.dtype)
         if out.size != items:
             raise LayoutError(
                 f"{self.url}#{self.path}: chunk holds {out.size} values, expected {items}; "
-                "the file is truncated or corrupt"
+                f"{_DAMAGED}"
             )
         return out

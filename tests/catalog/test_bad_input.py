@@ -94,6 +94,13 @@ def bad_local(tmp_path_factory) -> Path:
     (nx / "bad/header.h5").write_bytes(blob[:1000])
     (nx / "bad/text.h5").write_text("scan 1 theta counts\n" * 200)
     shutil.copy(good_h5, nx / "bad/noframes.h5")
+    # frame 1's compressed chunk overwritten in the middle: the file itself opens
+    shutil.copy(good_h5, nx / "bad/chunk.h5")
+    with h5py.File(nx / "bad/chunk.h5", "r") as f:
+        info = f["entry/data/data"].id.get_chunk_info(1)
+    with open(nx / "bad/chunk.h5", "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(b"\xff" * 64)
     with h5py.File(nx / "bad/noframes.h5", "a") as f:
         del f["entry/data/data"]
     # scans as groups, one file per proposal: {proposal}.h5#{scan}
@@ -361,6 +368,16 @@ def test_zero_frames_tiff(bad):
     with pytest.raises(errors.LayoutError) as e:
         scan.summary  # noqa: B018
     check(e.value, errors.LayoutError, f"{root}/tiff/m/zero/manifest.dat", "zero frames")
+
+
+def test_corrupt_hdf5_chunk(bad):
+    """A damaged compressed chunk: the frames around it read, it is a LayoutError."""
+    root, options = bad
+    scan = _scan(root, options, "nx/{proposal}/{scan}.h5#entry", "bad", "chunk")
+    assert scan.raw.frames[0].values.sum() > 0
+    with pytest.raises(errors.LayoutError) as e:
+        scan.raw.frames[1].values  # noqa: B018
+    check(e.value, errors.LayoutError, f"{root}/nx/bad/chunk.h5", "corrupt")
 
 
 def test_corrupt_tiff_frames(bad):
