@@ -172,17 +172,13 @@ def _unreachable_cause(exc: BaseException) -> BaseException | None:
     fsspec's HTTP ``info`` turns a refused connection into ``FileNotFoundError`` (the
     aiohttp error is its ``__cause__``), so the chain must be read before the type.
     """
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    for cur in retry.causes(exc):
         if isinstance(cur, UnreachableError):
             return cur
         if isinstance(cur, ConnectionError | TimeoutError) or any(
             s in f"{type(cur).__name__}: {cur}" for s in _UNREACHABLE_TEXT
         ):
             return cur
-        cur = cur.__cause__ or cur.__context__
     return None
 
 

@@ -106,14 +106,7 @@ async def refuse_redirects(response: aiohttp.ClientResponse) -> None:
 def _redirect_in(exc: BaseException) -> RedirectRefusedError | None:
     """The refused redirect in ``exc``'s chain: fsspec's ``info`` reports any failure as
     ``FileNotFoundError``, with the real one as its cause."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, RedirectRefusedError):
-            return cur
-        cur = cur.__cause__ or cur.__context__
-    return None
+    return next((c for c in retry.causes(exc) if isinstance(c, RedirectRefusedError)), None)
 
 
 class RetryingHTTPFileSystem(HTTPFileSystem):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import random
+from collections.abc import Iterator
 
 #: Seconds without a byte from the server before a remote read is abandoned and retried
 #: (S3 and HTTP; ``read_timeout`` in storage_options overrides it).
@@ -114,6 +115,17 @@ def classify(exc: BaseException) -> bool | None:
     return None
 
 
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then its ``__cause__`` (or ``__context__``), and so on; each once, so a
+    cyclic chain ends. Storage libraries wrap the real failure: the chain tells more than
+    the type of the outermost exception."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def transient_cause(exc: BaseException | None) -> BaseException | None:
     """The transient failure in ``exc``'s cause/context chain, or ``None``.
 
@@ -121,13 +133,10 @@ def transient_cause(exc: BaseException | None) -> BaseException | None:
     ``FileNotFoundError`` and s3fs a ``SlowDown`` as ``OSError(EBUSY)``, each with the real
     answer as ``__cause__``. The first permanent error met ends the search.
     """
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        verdict = classify(exc)
+    for cur in causes(exc):
+        verdict = classify(cur)
         if verdict is not None:
-            return exc if verdict else None
-        exc = exc.__cause__ or exc.__context__
+            return cur if verdict else None
     return None
 
 
@@ -225,6 +234,7 @@ __all__ = [
     "TRANSIENT_S3_CODES",
     "TRANSIENT_STATUS",
     "backoff",
+    "causes",
     "classify",
     "describe",
     "exhausted_message",
