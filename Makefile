@@ -1,35 +1,55 @@
 # Two commands on a fresh machine with only Python and pip:
-#   make demo   - create .venv, install, generate sample data, cook it, show the results
-#   make test   - create .venv with the test extras, lint, run the whole suite
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-DEMO   ?= demo-data
+#   make demo   - install from the lock, generate sample data, cook it, show the results
+#   make test   - install from the lock with the test extras, lint, run the whole suite
+# The environment is pinned by uv.lock (every package, every hash); `make lock` refreshes it.
+PYTHON     ?= python3
+VENV       ?= .venv
+DEMO       ?= demo-data
+BIN        := $(VENV)/bin
+# uv itself is pinned too, installed with pip into a tools venv of its own (.tools/).
+UV_VERSION := 0.13.9
+TOOLS      := .tools
+UV         := $(TOOLS)/bin/uv
+# Never download a Python: use the one given (uv would otherwise fetch one when none fits).
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint lock bench clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# --locked: fail (instead of re-resolving) when uv.lock no longer matches pyproject.toml.
+# The demo syncs inexactly so that it never removes the test extras of an existing venv.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked --inexact --python $(PYTHON)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,hpc]'
-	touch $@ $(VENV)/.installed
+$(VENV)/.synced-test: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked --extra test --extra hpc --python $(PYTHON)
+	touch $@ $(VENV)/.synced
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.synced
 	$(BIN)/basinflow demo $(DEMO)
 
-lint: $(VENV)/.installed-test
-	$(BIN)/ruff check basinflow tests benchmarks
+lint: $(VENV)/.synced-test
+	$(BIN)/ruff check basinflow tests benchmarks deploy
 
-test: $(VENV)/.installed-test lint
+test: $(VENV)/.synced-test lint
 	$(BIN)/pytest -q
 
-bench: $(VENV)/.installed-test
+# Re-resolve everything to the newest releases pyproject.toml allows, carry the versions into
+# the deploy files, run the whole suite on the new set, and commit only if it passes.
+lock: | $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(UV) sync --locked --extra test --extra hpc --python $(PYTHON)
+	$(BIN)/python deploy/versions.py --write
+	$(MAKE) test
+	git add uv.lock deploy && git commit -m "lock: refresh uv.lock to the newest releases pyproject.toml allows ($$($(BIN)/python deploy/versions.py --summary))"
+
+bench: $(VENV)/.synced-test
 	$(BIN)/python benchmarks/bench_rsm.py && $(BIN)/python -m benchmarks.bench_access && $(BIN)/python benchmarks/bench_referrer.py && $(BIN)/python benchmarks/bench_writer.py && $(BIN)/python benchmarks/bench_flows.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(TOOLS) $(DEMO) .pytest_cache

@@ -29,8 +29,8 @@ import numpy as np
 
 import basinflow as bf
 from basinflow import samples
-from basinflow.testing import servers
 from benchmarks.common import human_bytes, machine_info, markdown_table, now
+from tests.support import servers
 
 TEMPLATE = samples.TEMPLATES["nexus"]
 FRAMES = "entry/data/data"

@@ -32,7 +32,7 @@ import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 from basinflow import samples  # noqa: E402
-from basinflow.testing import servers  # noqa: E402
+from tests.support import servers  # noqa: E402
 
 settings.register_profile("ci", max_examples=60, deadline=None)
 settings.register_profile("dev", max_examples=25, deadline=None)

@@ -21,7 +21,7 @@ import pytest
 import basinflow as bf
 from basinflow import errors, samples
 from basinflow.cli import main as cli_main
-from basinflow.testing import servers
+from tests.support import servers
 
 # words a message uses when it tells the user what to do
 HINT = re.compile(r"\b(check|use|set|fix|copy|call|put|rename|wait|leave|list|regenerate)\b")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from basinflow import samples
-from basinflow.testing.servers import free_port
+from tests.support.servers import free_port
 
 os.environ.setdefault("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "1")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,11 @@ from basinflow.flows.cluster import cluster_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "basinflow:0.1.0"
-EXTERNAL_IMAGES = {"postgres:16", "prefecthq/prefect:3.8.8-python3.11", "chrislusf/seaweedfs:3.80"}
+# The Prefect server image follows the lock (deploy/versions.py), never the installed version.
+PREFECT = tomllib.loads((ROOT / "uv.lock").read_text())
+PREFECT = next(p["version"] for p in PREFECT["package"] if p["name"] == "prefect")
+PREFECT_IMAGE = f"prefecthq/prefect:{PREFECT}-python3.11"
+EXTERNAL_IMAGES = {"postgres:16", PREFECT_IMAGE, "chrislusf/seaweedfs:3.80"}
 
 
 @pytest.fixture(autouse=True)
@@ -62,10 +67,8 @@ def _flow(entrypoint: str):
 
 
 def test_prefect_yaml_entrypoints_and_parameters():
-    import prefect
-
     doc = yaml.safe_load((ROOT / "deploy/prefect.yaml").read_text())
-    assert doc["prefect-version"] == prefect.__version__
+    assert doc["prefect-version"] == PREFECT
     assert doc["deployments"]
     for d in doc["deployments"]:
         flow = _flow(d["entrypoint"])
@@ -93,9 +96,7 @@ def test_compose_images_and_services():
     built = [s for s in services.values() if "build" in s]
     assert len(built) == 1 and built[0]["image"] == IMAGE
     assert (ROOT / built[0]["build"]["context"].replace("..", ".") / "deploy/Dockerfile").exists()
-    import prefect
-
-    assert f"prefecthq/prefect:{prefect.__version__}-python3.11" in images.values()
+    assert PREFECT_IMAGE in images.values()
     dockerfile = (ROOT / "deploy/Dockerfile").read_text()
     assert IMAGE in dockerfile and IMAGE in (ROOT / "deploy/README.md").read_text()
     for name in ("dask-worker", "prefect-worker"):

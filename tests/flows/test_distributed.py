@@ -10,7 +10,7 @@ import fsspec
 import pytest
 
 from basinflow import samples
-from basinflow.testing import servers
+from tests.support import servers
 
 from .conftest import seed, write_config
 

@@ -18,8 +18,8 @@ import xarray as xr
 import basinflow as bf
 from basinflow import samples
 from basinflow.storage import fs
-from basinflow.testing import servers
-from basinflow.testing.proxy import NO_FAULTS, mixed_faults
+from tests.support import servers
+from tests.support.proxy import NO_FAULTS, mixed_faults
 
 from .conftest import write_config
 

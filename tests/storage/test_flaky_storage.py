@@ -23,8 +23,8 @@ import basinflow as bf
 from basinflow import errors, samples
 from basinflow.storage import fs, hdf5
 from basinflow.tasks import batch
-from basinflow.testing import servers
-from basinflow.testing.proxy import NO_FAULTS, mixed_faults
+from tests.support import servers
+from tests.support.proxy import NO_FAULTS, mixed_faults
 
 SPEC = samples.SampleSpec(proposals={"p1": ("1", "2", "3")}, ntheta=3, layouts=("nexus",))
 MIXED = mixed_faults(seed=7)

@@ -43,8 +43,8 @@ from basinflow.storage.referrer.h5links import candidates
 from basinflow.storage.referrer.read import read_meta
 from basinflow.storage.referrer.trust import Trust
 from basinflow.storage.referrer.write import internal_basin, write_referrer
-from basinflow.testing import servers
 from tests.storage.test_referrer import _foreign
+from tests.support import servers
 
 # --- a sentinel that counts every open() -------------------------------------------------------
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -26,8 +26,8 @@ from basinflow.storage.referrer.basins import Basin
 from basinflow.storage.referrer.export import export
 from basinflow.storage.referrer.read import read_meta
 from basinflow.storage.referrer.write import internal_basin, write_referrer
-from basinflow.testing import servers
 from tests.storage.conftest import local
+from tests.support import servers
 
 
 def _raw_path(scan) -> str:

@@ -1,6 +1,6 @@
 """A static HTTP server that honours ``Range`` (aiohttp), with a request log.
 
-Run as ``python -m basinflow.testing.httpserver ROOT [--port 0] [--log FILE]
+Run as ``python tests/support/httpserver.py ROOT [--port 0] [--log FILE]
 [--redirect PREFIX=LOCATION ...]``; it prints ``PORT <n>`` once listening. A request whose
 path starts with ``PREFIX`` is answered ``302 Found`` with ``Location: LOCATION`` followed
 by the rest of the path (logged like any other request). ``GET /__stats__`` returns

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
+
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -80,7 +82,7 @@ def http_server(
     """A Range-honouring static HTTP server on 127.0.0.1 serving ``root``; ``redirects``
     maps path prefixes to the location a ``302`` sends their requests to (the rest of the
     path appended)."""
-    cmd = [sys.executable, "-m", "basinflow.testing.httpserver", str(root)]
+    cmd = [sys.executable, str(HERE / "httpserver.py"), str(root)]
     if log:
         cmd += ["--log", str(log)]
     for prefix, location in (redirects or {}).items():
@@ -97,14 +99,14 @@ def http_server(
 
 @contextmanager
 def proxy(upstream: str, **faults):
-    """A counting reverse proxy in front of ``upstream`` (:mod:`basinflow.testing.proxy`).
+    """A counting reverse proxy in front of ``upstream`` (`proxy.py` beside this file).
 
     ``faults``: ``fail_rate``, ``fail_status`` (an int or a list of them), ``reset_rate``,
     ``stall_rate``, ``stall``, ``fail_paths`` (a regex or a list of them: faults only for
     matching request paths), ``fail_methods`` (e.g. ``["GET"]``), ``seed``.
     ``Server.faults(...)`` changes them later.
     """
-    cmd = [sys.executable, "-m", "basinflow.testing.proxy", upstream]
+    cmd = [sys.executable, str(HERE / "proxy.py"), upstream]
     for k, v in faults.items():
         if k in ("fail_paths", "fail_methods"):
             for item in [v] if isinstance(v, str) else v:

@@ -1,8 +1,8 @@
 """A counting (and optionally faulty) HTTP reverse proxy, for S3 servers that cannot count.
 
-Run as ``python -m basinflow.testing.proxy UPSTREAM [--port 0] [fault options]``; it
+Run as ``python tests/support/proxy.py UPSTREAM [--port 0] [fault options]``; it
 prints ``PORT <n>`` once listening. Every request is forwarded to ``UPSTREAM`` (e.g. the
-moto S3 server, or :mod:`basinflow.testing.httpserver`) and answered with its response;
+moto S3 server, or `tests/support/httpserver.py`) and answered with its response;
 ``GET /__stats__`` returns request and response-body byte counts, the faults injected
 (``faults`` in all, and per kind ``failed``, ``reset``, ``stalled``) and the requests per
 path (``paths``); ``POST /__reset__`` zeroes them (S3 bucket names cannot start with ``_``,
@@ -183,7 +183,7 @@ def make_app(upstream: str, faults: dict | None = None, seed: int = 0) -> web.Ap
                 code = _CODES.get(status, "ServiceUnavailable")
                 body = (
                     f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
-                    "<Message>injected by basinflow.testing.proxy</Message></Error>"
+                    "<Message>injected by tests/support/proxy.py</Message></Error>"
                 ).encode()
                 return web.Response(status=status, body=body, content_type="application/xml")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
