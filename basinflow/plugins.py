@@ -132,10 +132,10 @@ class Registry(Generic[T]):
             for part in filter(None, attr.split(".")):
                 obj = getattr(obj, part)
         except ImportError as exc:
-            missing = getattr(exc, "name", None) or module.split(".")[0]
+            missing = (getattr(exc, "name", None) or module).split(".")[0]
             raise self.broken(
-                f"{self.kind} {name!r} ({value}) cannot be imported: {exc}; install the "
-                f"package that provides it (pip install {missing.split('.')[0]})"
+                f"{self.kind} {name!r} ({value}) cannot be imported: {exc}; install "
+                f"{missing!r}, the package that provides it (pip install {missing})"
             ) from exc
         except AttributeError as exc:
             raise self.broken(
@@ -167,8 +167,8 @@ class Registry(Generic[T]):
         if obj is None:
             known = ", ".join(self.names()) or "none"
             raise self.unknown(
-                f"no {self.kind} named {name!r}; known: {known}; check the name, or install "
-                f"the package that provides it (entry-point group {self.group!r})"
+                f"no {self.kind} named {name!r}; known {self.kind}s: {known}; check the name, or "
+                f"install the package that provides it (entry-point group {self.group!r})"
             )
         return obj
 
