@@ -7,6 +7,7 @@ The public surface reads like xarray and fsspec::
     repo = bf.Repository("s3://raw/{proposal}/{scan}.h5#entry", spice="file:///spice/{proposal}")
     scan = repo["2021-05"]["0042"]
     scan.raw                      # lazy xarray.Dataset
+    bf.cooked(scan, "rsm")        # lazy cooked xarray.Dataset
     bf.cook(scan, "rsm", output="file:///out/{proposal}/{scan}/{recipe}.h5")
     bf.open_referrer(url)
 
@@ -28,7 +29,9 @@ _LAZY = {
     "Proposal": "basinflow.catalog.repository:Proposal",
     "Scan": "basinflow.catalog.repository:Scan",
     "load_config": "basinflow.config:load_config",
-    "cook": "basinflow.tasks.cook:cook",
+    "open_repository": "basinflow.config:open_repository",
+    "cook": "basinflow.tasks.cooking:cook",
+    "cooked": "basinflow.tasks.cooking:cooked",
     "open_referrer": "basinflow.storage.referrer.read:open_referrer",
     "quicklook": "basinflow.recipes.quicklook:quicklook",
     "recipes": "basinflow.recipes.registry:list_recipes",

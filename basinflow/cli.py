@@ -33,7 +33,7 @@ def _repository(name_or_template: str, config: Path | None):
     import basinflow as bf
 
     if config is not None and "{" not in name_or_template:
-        return bf.Repository.from_config(config, name_or_template)
+        return bf.open_repository(config, name_or_template)
     return bf.Repository(_as_url(name_or_template))
 
 
@@ -115,7 +115,7 @@ def demo(directory: Annotated[Path, typer.Argument()] = Path("demo-data")) -> No
     """The whole job on an embedded default: sample data, spice, cook, referrers."""
     from basinflow.demo import run_demo
 
-    run_demo(directory, out)
+    run_demo(directory, out, ls)
 
 
 def _register_subapps() -> None:

@@ -22,11 +22,10 @@ def _trusted(trusted: list[str], config: Path | None) -> list[Any]:
     """Explicit roots plus every configured repository (its roots and storage options)."""
     if config is None:
         return list(trusted)
-    from basinflow.catalog import Repository
-    from basinflow.config import load_config
+    from basinflow.config import load_config, open_repository
 
     cfg = load_config(config)
-    return [*trusted, *(Repository.from_settings(rc, n) for n, rc in cfg.repositories.items())]
+    return [*trusted, *(open_repository(rc, n) for n, rc in cfg.repositories.items())]
 
 
 def inspect(

@@ -94,7 +94,7 @@ def _values(assignments: list[str] | None, file: Path | None) -> dict[str, Any]:
                 f"values file {str(file)!r} is not UTF-8 text; give a YAML or JSON file"
             ) from None
         except yaml.YAMLError as exc:
-            from basinflow.config import yaml_problem
+            from basinflow.errors import yaml_problem
 
             raise SpiceError(
                 f"values file {str(file)!r} is not YAML/JSON: {yaml_problem(exc)}; fix the syntax"

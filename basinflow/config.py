@@ -2,21 +2,30 @@
 
 Credentials do not belong here: s3fs/botocore read them from the environment or the usual
 credential files. ``storage_options`` is for endpoints and tuning; values of the form
-``${NAME}`` are taken from the environment at load time and never written back.
+``${NAME}`` are taken from the environment at load time and never written back, and
+:func:`redact` hides credential-looking ones wherever settings are shown.
+
+This module owns turning settings into objects: :func:`open_repository` builds the
+:class:`~basinflow.catalog.Repository` a config names (the catalog knows nothing of
+configs).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from basinflow.catalog.template import Template
-from basinflow.errors import ConfigError, TemplateError
+from basinflow.catalog.template import Template, output_template
+from basinflow.errors import ConfigError, yaml_problem
+
+if TYPE_CHECKING:
+    from basinflow.catalog import Repository
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -58,21 +67,6 @@ class RepositoryConfig(_Model):
         if v is not None:
             output_template(v)
         return v
-
-
-OUTPUT_FIELDS = ("proposal", "scan", "recipe", "recipe_version", "spice")
-
-
-def output_template(text: str) -> Template:
-    """A referrer URL template: the output fields, ``{scan}`` required, and no ``#``
-    (a referrer is a whole file, never a group inside one)."""
-    template = Template(text, fields=OUTPUT_FIELDS, required=("scan",))
-    if template.fragment is not None:
-        raise TemplateError(
-            f"output template {template.text!r} has a '#' part; a referrer is a whole file: "
-            "remove the '#...' (e.g. file:///out/{proposal}/{scan}/{recipe}.h5)"
-        )
-    return template
 
 
 _CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?#LW-]+")
@@ -177,21 +171,6 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line for a YAML error (PyYAML's own text spans several lines)."""
-
-    def at(mark: Any) -> str:
-        return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    mark = at(getattr(exc, "problem_mark", None))
-    text = f"{mark}: {problem}" if mark else problem
-    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and context_mark is not None:
-        text += f" ({context} at {at(context_mark)})"
-    return " ".join(text.split())
-
-
 class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would
     silently keep the last one, dropping e.g. a whole repository)."""
@@ -285,3 +264,45 @@ def load_config(path: str | os.PathLike) -> Config:
         raise ConfigError(f"config {str(path)!r}: {_message(exc.errors()[0])}") from None
     except ConfigError as exc:
         raise ConfigError(f"config {str(path)!r}: {exc}") from None
+
+
+def open_repository(config: Config | RepositoryConfig | str | os.PathLike, name: str) -> Repository:
+    """The repository ``name`` of a config (a file path or a loaded :class:`Config`), or
+    of one repository's settings (a :class:`RepositoryConfig`)."""
+    from basinflow.catalog import Repository
+
+    if isinstance(config, RepositoryConfig):
+        rc = config
+    else:
+        cfg = config if isinstance(config, Config) else load_config(config)
+        rc = cfg.repository(name)
+    return Repository(
+        rc.raw,
+        spice=rc.spice,
+        storage_options=rc.storage_options,
+        layout=rc.layout,
+        layout_options=rc.layout_options,
+        output=rc.output,
+        name=name,
+        trusted=rc.trusted,
+        trusted_hosts=rc.trusted_hosts,
+        chunk_mb=rc.chunk_mb,
+    )
+
+
+# --- credentials ------------------------------------------------------------------------------
+_SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|session|^key$|_key$)", re.I)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a storage option's name looks like a credential (``secret``, ``key``, ...)."""
+    return bool(_SECRET_KEY.search(str(key)))
+
+
+def redact(value: Any) -> Any:
+    """``value`` with every credential-looking mapping entry replaced by ``"***"``."""
+    if isinstance(value, Mapping):
+        return {k: "***" if is_secret_key(k) else redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value

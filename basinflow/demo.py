@@ -8,6 +8,7 @@ next to the truth it was generated with.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,10 @@ def write_config(directory: Path) -> Path:
     return path
 
 
-def run_demo(directory: Path, out: Console) -> None:
+def run_demo(directory: Path, out: Console, ls: Callable[[str, str | None, Path], None]) -> None:
+    """``ls`` is the CLI's listing command (the CLI calls the demo, never the reverse)."""
     import basinflow as bf
     from basinflow import samples
-    from basinflow.cli import ls
     from basinflow.cli_flows import results_table
     from basinflow.flows.run import cook_proposal
 
@@ -59,7 +60,7 @@ def run_demo(directory: Path, out: Console) -> None:
     ls(REPOSITORY, "2021-05", config)
 
     out.rule("3. seed spice (geometry + grid, from the first scan on)")
-    repo = bf.Repository.from_config(config, REPOSITORY)
+    repo = bf.open_repository(config, REPOSITORY)
     for key in repo.proposals():
         doc = repo[key].spice.seed(
             "rsm", **truth["rsm"], **RSM_GRID, comment="demo: sample geometry"
@@ -100,7 +101,7 @@ def run_demo(directory: Path, out: Console) -> None:
         f"  config     {config}\n\n"
         "[bold]Open one[/bold]\n"
         "  import basinflow as bf\n"
-        f"  repo = bf.Repository.from_config({str(config)!r}, {REPOSITORY!r})\n"
+        f"  repo = bf.open_repository({str(config)!r}, {REPOSITORY!r})\n"
         f"  ds = bf.open_referrer({first.output!r}, trusted=\\[repo])\n"
         f"  .venv/bin/basinflow inspect --config {config} {first.output}\n\n"
         "[bold]See the runs in the Prefect UI[/bold]\n"

@@ -8,6 +8,8 @@ and say what to do; the CLI prints ``str(error)`` as its one line.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Error(Exception):
     """Base class of every error caused by input, configuration or data."""
@@ -190,3 +192,20 @@ class MissingBasinWarning(BasinflowWarning):
 
 class UntypedSpiceWarning(BasinflowWarning):
     """Spice of a type nobody registered was stored without validation."""
+
+
+# --- messages ----------------------------------------------------------------------------------
+def yaml_problem(exc: Exception) -> str:
+    """One line for a YAML error (PyYAML's own text spans several lines): for the errors
+    raised on a bad config file or a bad spice document."""
+
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = at(getattr(exc, "problem_mark", None))
+    text = f"{mark}: {problem}" if mark else problem
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} at {at(context_mark)})"
+    return " ".join(text.split())

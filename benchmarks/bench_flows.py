@@ -38,7 +38,7 @@ def _setup(root: Path, n: int) -> Path:
     import yaml
 
     from basinflow import samples
-    from basinflow.catalog import Repository
+    from basinflow.config import open_repository
 
     shape = (16, 32)
     spec = samples.SampleSpec(
@@ -64,7 +64,7 @@ def _setup(root: Path, n: int) -> Path:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        Repository.from_config(cfg, "bench")["p1"].spice.seed("rsm", **samples.rsm_spice(shape))
+        open_repository(cfg, "bench")["p1"].spice.seed("rsm", **samples.rsm_spice(shape))
     return cfg
 
 
@@ -89,14 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     from basinflow.config import load_config
     from basinflow.flows.run import cook_proposal
     from basinflow.flows.runtime import prefect_api
-    from basinflow.tasks import batch
+    from basinflow.tasks import worker
 
     root = Path(tempfile.mkdtemp(prefix="basinflow-bench-"))
     t = time.perf_counter()
     cfg_path = _setup(root, args.scans)
     setup_s = time.perf_counter() - t
     settings = load_config(cfg_path).repository("bench").model_dump()
-    scans = batch.list_scans(settings, "bench", "p1")
+    requests = worker.plan_scans(settings, "bench", "p1", None, "rsm", force=True).todo
+    scans = [r.scan for r in requests]
 
     rows = []
     with (
@@ -110,10 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         def plain() -> float:
             t0 = time.perf_counter()
             tasks = [
-                dask.delayed(batch.cook_scans, pure=False)(
-                    settings, "bench", "p1", [s], "rsm", force=True
-                )
-                for s in scans
+                dask.delayed(worker.run_batch, pure=False)(settings, [r], force=True)
+                for r in requests
             ]
             out = dask.compute(*tasks, scheduler=client)
             dt = time.perf_counter() - t0

@@ -178,7 +178,9 @@ def run_case(name: str, client, fn) -> dict:
 
 
 def cook_rsm(prop, nframes: int) -> str:
-    cooked = prop["1"].cook("rsm")
+    import basinflow
+
+    cooked = basinflow.cooked(prop["1"], "rsm")
     out = cooked.compute()
     counts = out["counts"].values if "counts" in out else None
     parts = [f"vars {sorted(out.data_vars)}"]

@@ -106,7 +106,7 @@ def build(root: Path, ntheta: int):
 
 def measure(repo, recipe: str, root: Path) -> dict:
     from basinflow.storage.referrer.export import export
-    from basinflow.tasks.cook import cook
+    from basinflow.tasks.cooking import cook
 
     scan = repo["p1"]["1"]
     t0 = time.perf_counter()

@@ -43,7 +43,8 @@ from basinflow.config import load_config
 from basinflow.spice import FsspecSpiceStore, SpiceDocument
 from basinflow.storage.referrer.basins import Basin
 from basinflow.storage.referrer.write import write_referrer
-from basinflow.tasks.cook import CookResult, cook_referrer
+from basinflow.tasks.cooking import cook_referrer
+from basinflow.tasks.results import CookResult
 
 SPEC = samples.SampleSpec(
     proposals={"p1": ("1", "2")}, ntheta=3, layouts=("nexus",), detector_shape=(20, 30)
@@ -256,7 +257,7 @@ def _invalid_stored_rsm(w: World):
     bad = {**base, "uuid": "hand-edited", "revision": 2, "parent": base["uuid"]}
     bad["data"] = {**bad["data"], "beamEnergy": "hot"}
     w.spice_file("hand-edited.json", bad)
-    return lambda: w.scan("1").cook("rsm")
+    return lambda: bf.cooked(w.scan("1"), "rsm")
 
 
 def _cycle(w: World):
@@ -304,7 +305,7 @@ def _two_roi_handles(w: World):
     spice = w.repo()["p1"].spice
     for handle in ("roi_a", "roi_b"):
         spice.seed("roi", handle=handle, regions={handle: [0, 2, 0, 2]})
-    return lambda: w.scan("1").cook("roi")
+    return lambda: bf.cooked(w.scan("1"), "roi")
 
 
 def _broken_plugin(w: World):
@@ -793,28 +794,28 @@ CASES = [
     C(
         "recipes",
         "unknown-recipe",
-        lambda w: lambda: w.scan("1").cook("rsn"),
+        lambda w: lambda: bf.cooked(w.scan("1"), "rsn"),
         errors.UnknownRecipeError,
         r"no recipe named 'rsn'; known recipes: .*rsm; check the name",
     ),
     C(
         "recipes",
         "recipe-spice-missing",
-        lambda w: lambda: w.scan("1", spice=f"{w.url}/nospice/{{proposal}}").cook("rsm"),
+        lambda w: lambda: bf.cooked(w.scan("1", spice=f"{w.url}/nospice/{{proposal}}"), "rsm"),
         errors.SpiceValidationError,
         r"recipe 'rsm' needs spice of type 'rsm', but the spice has none.*seed it",
     ),
     C(
         "recipes",
         "override-unknown-field",
-        lambda w: lambda: w.scan("1").cook("rsm", qsiz=3),
+        lambda w: lambda: bf.cooked(w.scan("1"), "rsm", qsiz=3),
         errors.SpiceValidationError,
         r"qsiz",
     ),
     C(
         "recipes",
         "override-wrong-type",
-        lambda w: lambda: w.scan("1").cook("rsm", qsize="big"),
+        lambda w: lambda: bf.cooked(w.scan("1"), "rsm", qsize="big"),
         errors.SpiceValidationError,
         r"qsize",
     ),
@@ -1077,7 +1078,7 @@ CASES = [
         "unknown-repository-name",
         lambda w: (
             w.config(R),
-            lambda: bf.Repository.from_config(w.root / "basinflow.yaml", "other"),
+            lambda: bf.open_repository(w.root / "basinflow.yaml", "other"),
         )[1],
         errors.ConfigError,
         r"no repository 'other' in the config; known: site",

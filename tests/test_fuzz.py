@@ -20,9 +20,9 @@ from pathlib import Path
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from basinflow.catalog.keys import handle_of, is_valid_key, natural_key, natural_sorted
 from basinflow.catalog.template import _FIELD, SCHEMES, Template, parse_component
 from basinflow.errors import InvalidKeyError, SpiceError, TemplateError, UnknownSchemeError
+from basinflow.keys import handle_of, is_valid_key, natural_key, natural_sorted
 from basinflow.spice import MemorySpiceStore, SpiceDocument, import_spice
 from basinflow.spice.document import CODE_FIELDS, FIELDS, NX5D_VERSION, VERSION, thaw
 from basinflow.spice.types import is_registered

@@ -1,6 +1,6 @@
 """Finding scans: repositories, proposals, scans; templates, keys and handles.
 
-Names are imported on first use so that ``basinflow.catalog.keys`` (used by spice and by
+Names are imported on first use so that ``basinflow.keys`` (used by spice and by
 spawned worker processes) does not pull in xarray.
 """
 
@@ -14,10 +14,10 @@ _LAZY = {
     "Proposal": "basinflow.catalog.repository",
     "Scan": "basinflow.catalog.repository",
     "Template": "basinflow.catalog.template",
-    "handle_of": "basinflow.catalog.keys",
-    "natural_key": "basinflow.catalog.keys",
-    "natural_sorted": "basinflow.catalog.keys",
-    "validate_key": "basinflow.catalog.keys",
+    "handle_of": "basinflow.keys",
+    "natural_key": "basinflow.keys",
+    "natural_sorted": "basinflow.keys",
+    "validate_key": "basinflow.keys",
 }
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import h5py
 
-from basinflow.catalog.keys import is_valid_key, natural_sorted
 from basinflow.catalog.template import Template, parse_component
 from basinflow.errors import NotFound, TemplateError
+from basinflow.keys import is_valid_key, natural_sorted
 from basinflow.storage import fs, hdf5
 
 INDEX_NAME = "basinflow-index.json"

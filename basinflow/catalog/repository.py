@@ -12,16 +12,16 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from basinflow.catalog.keys import handle_map, handle_of, natural_sorted, validate_key
 from basinflow.catalog.listing import list_keys
-from basinflow.catalog.template import Template
+from basinflow.catalog.template import OUTPUT_FIELDS, Template
 from basinflow.errors import ProposalNotFound, ScanNotFound
+from basinflow.keys import handle_map, handle_of, natural_sorted, validate_key
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from basinflow.config import RepositoryConfig
     from basinflow.spice import ProposalSpice
+    from basinflow.storage.layouts import ScanContent
 
 
 class _Keyed:
@@ -154,29 +154,6 @@ class Repository(_Keyed):
         self.trusted_hosts = tuple(trusted_hosts)
         self.chunk_bytes = int(chunk_mb * 2**20)
 
-    @classmethod
-    def from_config(cls, config: Any, name: str) -> Repository:
-        """From a config file path (or a loaded :class:`~basinflow.config.Config`)."""
-        from basinflow.config import Config, load_config
-
-        cfg = config if isinstance(config, Config) else load_config(config)
-        return cls.from_settings(cfg.repository(name), name)
-
-    @classmethod
-    def from_settings(cls, rc: RepositoryConfig, name: str) -> Repository:
-        return cls(
-            rc.raw,
-            spice=rc.spice,
-            storage_options=rc.storage_options,
-            layout=rc.layout,
-            layout_options=rc.layout_options,
-            output=rc.output,
-            name=name,
-            trusted=rc.trusted,
-            trusted_hosts=rc.trusted_hosts,
-            chunk_mb=rc.chunk_mb,
-        )
-
     @property
     def url(self) -> str:
         return self.template.text
@@ -186,7 +163,7 @@ class Repository(_Keyed):
         """Roots that basins of this repository's referrers may resolve under."""
         roots = [self.template.root]
         if self.output:
-            roots.append(Template(self.output, _output_fields(), ()).root)
+            roots.append(Template(self.output, OUTPUT_FIELDS, ()).root)
         return (*roots, *self.trusted)
 
     def keys(self) -> list[str]:
@@ -215,12 +192,6 @@ class Repository(_Keyed):
             f"<b>Repository</b> {html.escape(self.name)} <code>{html.escape(self.url)}</code>"
             f"<table><tr><th>proposal</th><th>handle</th></tr>{rows}</table>"
         )
-
-
-def _output_fields() -> tuple[str, ...]:
-    from basinflow.config import OUTPUT_FIELDS
-
-    return OUTPUT_FIELDS
 
 
 class Proposal(_Keyed):
@@ -304,8 +275,9 @@ class Scan:
     def storage_options(self) -> dict[str, Any]:
         return self.repository.storage_options
 
-    @cached_property
-    def _content(self):
+    @property
+    def layout_name(self) -> str:
+        """The layout the scan is read with: the repository's, or the detected one."""
         from basinflow.storage import layouts
 
         repo = self.repository
@@ -317,7 +289,14 @@ class Scan:
             if name is None:
                 name = layouts.detect(self.path_url, self.fragment, self.storage_options)
                 repo.__dict__["_detected_layout"] = name
-        layout = layouts.layout_class(name)(**repo.layout_options)
+        return name
+
+    @cached_property
+    def content(self) -> ScanContent:
+        """What the layout found in the scan's files: metadata and lazy arrays."""
+        from basinflow.storage import layouts
+
+        layout = layouts.layout_class(self.layout_name)(**self.repository.layout_options)
         return layout.read(self.path_url, self.fragment, self.storage_options).validate()
 
     @cached_property
@@ -325,7 +304,7 @@ class Scan:
         """Type, frame count, scanned axes with ranges, detector shape and dtype."""
         from basinflow.storage.layouts import summarize
 
-        return summarize(self._content)
+        return summarize(self.content)
 
     @cached_property
     def pin(self) -> dict[str, Any]:
@@ -338,7 +317,7 @@ class Scan:
     def pin_url(self) -> str:
         """The file whose pin identifies the scan, known without opening it: the scan's
         file, or the manifest of a scan directory. Up-to-date checks need only this."""
-        content = self.__dict__.get("_content")
+        content = self.__dict__.get("content")
         if content is not None and content.pin_url:
             return content.pin_url
         if self.path_url.endswith("/"):
@@ -364,7 +343,7 @@ class Scan:
 
         from basinflow.storage.layouts import to_dataset
 
-        content = self._content
+        content = self.content
         frames = content.frames
         if hasattr(frames, "with_index"):
             frames = self.__dict__.setdefault("_indexed", frames.with_index())
@@ -372,14 +351,8 @@ class Scan:
             replace(content, frames=frames), self.identity, chunk_bytes=self.repository.chunk_bytes
         )
 
-    def cook(self, recipe: str, **overrides: Any) -> xr.Dataset:
-        """Lazy cooked Dataset of ``recipe`` with this scan's spice view (+ overrides)."""
-        from basinflow.recipes.registry import get_recipe
-
-        return get_recipe(recipe).cook(self.raw, self.proposal.spice.view(self.key), **overrides)
-
     def refresh(self) -> Scan:
-        for name in ("_content", "summary", "pin", "_indexed"):
+        for name in ("content", "summary", "pin", "_indexed"):
             self.__dict__.pop(name, None)
         return self
 

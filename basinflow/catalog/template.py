@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from basinflow.catalog.keys import validate_key
 from basinflow.errors import TemplateError, UnknownSchemeError
+from basinflow.keys import validate_key
 
 SCHEMES = ("file", "memory", "http", "https", "s3")
 _FIELD = re.compile(r"\{([^{}]*)\}")
@@ -159,6 +159,22 @@ class Template:
             return None
         comps = frag.split("/")
         return comps, max(i for i, c in enumerate(comps) if "{" + field + "}" in c)
+
+
+#: The fields an output (referrer) URL template may use.
+OUTPUT_FIELDS = ("proposal", "scan", "recipe", "recipe_version", "spice")
+
+
+def output_template(text: str) -> Template:
+    """A referrer URL template: the output fields, ``{scan}`` required, and no ``#``
+    (a referrer is a whole file, never a group inside one)."""
+    template = Template(text, fields=OUTPUT_FIELDS, required=("scan",))
+    if template.fragment is not None:
+        raise TemplateError(
+            f"output template {template.text!r} has a '#' part; a referrer is a whole file: "
+            "remove the '#...' (e.g. file:///out/{proposal}/{scan}/{recipe}.h5)"
+        )
+    return template
 
 
 def _check_text(text: str) -> None:

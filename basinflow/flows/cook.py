@@ -10,6 +10,7 @@ then fails with :class:`ScansFailed`, which carries every result.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -21,11 +22,14 @@ from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
-from basinflow.config import Config, load_config
+from basinflow.config import Config, is_secret_key, load_config
 from basinflow.errors import FlowError
 from basinflow.flows import artifacts, liveness
 from basinflow.flows.cluster import dask_cluster, task_runner
-from basinflow.tasks import batch
+from basinflow.tasks import worker
+from basinflow.tasks.freshness import Plan
+from basinflow.tasks.request import CookRequest
+from basinflow.tasks.results import BatchFailed, CookResult, is_transient, reason_of
 
 #: Called with each CookResult as it arrives (set by :func:`basinflow.flows.run.cook_proposal`).
 PROGRESS: contextvars.ContextVar[Callable[[Any], None] | None] = contextvars.ContextVar(
@@ -62,13 +66,21 @@ def config_parameter(config: Config | str | Any) -> str | dict[str, Any]:
 def _secretize(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {
-            k: SecretStr(v) if isinstance(v, str) and batch.is_secret_key(k) else _secretize(v)
+            k: SecretStr(v) if isinstance(v, str) and is_secret_key(k) else _secretize(v)
             for k, v in value.items()
         }
     return value
 
 
+def _conceal(request: CookRequest) -> CookRequest:
+    """A request to hand to a task or sub-flow: its storage options' credentials wrapped
+    in :class:`SecretStr` (the API and persisted results see ``****``)."""
+    return dataclasses.replace(request, storage_options=_secretize(request.storage_options))
+
+
 def _reveal(value: Any) -> Any:
+    if isinstance(value, CookRequest):
+        return dataclasses.replace(value, storage_options=_reveal(value.storage_options))
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     if isinstance(value, Mapping):
@@ -118,20 +130,33 @@ def _retry_transient(task, task_run, state) -> bool:
             exc = state.result(raise_on_failure=False)
         except Exception:  # noqa: BLE001 - no result to look at
             return False
-    return isinstance(exc, BaseException) and batch.is_transient(exc)
+    return isinstance(exc, BaseException) and is_transient(exc)
 
 
-@task(name="plan", task_run_name="plan/{proposal}/{recipe}")
+@task(
+    name="plan",
+    task_run_name="plan/{proposal}/{recipe}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=_retry_transient,
+)
 def plan_task(
-    settings: dict[str, Any], repository: str, proposal: str, scans: list[str] | None, recipe: str
-) -> tuple[list[str], dict[str, str]]:
-    """Which scans need cooking (reads metadata only)."""
-    return batch.stale_scans(_reveal(settings), repository, proposal, scans, recipe)
+    settings: dict[str, Any],
+    repository: str,
+    proposal: str,
+    scans: list[str] | None,
+    recipe: str,
+    force: bool = False,
+) -> Plan:
+    """One request per scan to cook, and the up-to-date ones (reads metadata only)."""
+    planned = worker.plan_scans(_reveal(settings), repository, proposal, scans, recipe, force=force)
+    planned.todo = [_conceal(r) for r in planned.todo]
+    return planned
 
 
 @task(
     name="cook-scans",
-    task_run_name="{proposal}/{label}/{recipe}",
+    task_run_name="{label}",
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
@@ -139,23 +164,17 @@ def plan_task(
 )
 def cook_scans_task(
     settings: dict[str, Any],
-    repository: str,
-    proposal: str,
-    scans: list[str],
-    recipe: str,
+    requests: list[CookRequest],
     force: bool = False,
     flow_run_id: str | None = None,
     label: str = "",
     inline_bytes: int | None = None,
-):
+) -> list[CookResult]:
     """Cook one scan (or a small batch) on the cluster; each scan's Dask graph runs through
     the worker's client. Fails (with every result attached) if any scan failed."""
-    return batch.cook_scans(
+    return worker.run_batch(
         _reveal(settings),
-        repository,
-        proposal,
-        scans,
-        recipe,
+        [_reveal(r) for r in requests],
         strict=True,
         force=force,
         flow_run_id=flow_run_id,
@@ -173,14 +192,16 @@ def auto_scans_per_task(n: int, threads: int) -> int:
     return min(25, math.ceil(n / per_thread))
 
 
-def _label(chunk: list[str]) -> str:
-    return chunk[0] if len(chunk) == 1 else f"{chunk[0]}..{chunk[-1]}"
+def _label(chunk: list[CookRequest]) -> str:
+    first, last = chunk[0], chunk[-1]
+    scans = first.scan if len(chunk) == 1 else f"{first.scan}..{last.scan}"
+    return f"{first.proposal}/{scans}/{first.recipe}"
 
 
 @task(name="quicklook", task_run_name="quicklook/{proposal}")
 def quicklook_task(settings: dict[str, Any], repository: str, proposal: str, outputs: list):
     return [
-        (scan, batch.quicklook_png(_reveal(settings), repository, url), url)
+        (scan, worker.quicklook_png(_reveal(settings), repository, url), url)
         for scan, url in outputs
     ]
 
@@ -195,7 +216,7 @@ def cook_batch(
     settings: dict[str, Any],
     repository: str,
     proposal: str,
-    scans: list[str],
+    requests: list[CookRequest],
     recipe: str,
     force: bool = False,
     index: int = 0,
@@ -205,28 +226,20 @@ def cook_batch(
     per_task: int = 1,
     inline_bytes: int | None = None,
 ) -> list:
-    """Cook ``scans`` (at most ``batch_size`` of them), ``per_task`` scans per task run;
+    """Cook ``requests`` (at most ``batch_size`` of them), ``per_task`` scans per task run;
     never raises for a scan."""
     liveness.claim_and_reap()
-    total = total or len(scans)
+    total = total or len(requests)
     run_id = _flow_run_id()
     per = max(1, per_task)
-    chunks = [scans[i : i + per] for i in range(0, len(scans), per)]
+    chunks = [requests[i : i + per] for i in range(0, len(requests), per)]
     futures = {}
     # Task runs carry no tags (the flow runs do): every tag would cost each task run a
     # concurrency-slot round trip to the API.
     with TagsContext(current_tags=set()):
         for chunk in chunks:
             fut = cook_scans_task.submit(
-                settings,
-                repository,
-                proposal,
-                chunk,
-                recipe,
-                force,
-                run_id,
-                _label(chunk),
-                inline_bytes,
+                settings, chunk, force, run_id, _label(chunk), inline_bytes
             )
             futures[fut.task_run_id] = (chunk, fut)
     results = {}
@@ -234,26 +247,26 @@ def cook_batch(
     shown = time.monotonic()
     for fut in as_completed([f for _, f in futures.values()]):
         chunk = futures[fut.task_run_id][0]
-        for r in _results_of(fut, proposal, chunk, recipe):
+        for r in _results_of(fut, chunk):
             results[r.scan] = r
             done += 1
             _notify(r)
         if time.monotonic() - shown > PROGRESS_SECONDS or done == total:
             artifacts.set_progress(progress_id, done, total)
             shown = time.monotonic()
-    return [results[s] for s in scans]
+    return [results[r.scan] for r in requests]
 
 
-def _results_of(fut, proposal: str, chunk: list[str], recipe: str) -> list:
+def _results_of(fut, chunk: list[CookRequest]) -> list[CookResult]:
     fut.wait()
     state = fut.state
     if state.is_completed():
         return fut.result()
     exc = state.result(raise_on_failure=False)
-    if isinstance(exc, batch.BatchFailed):
+    if isinstance(exc, BatchFailed):
         return exc.results
-    reason = batch.reason_of(exc) if isinstance(exc, BaseException) else str(state.message)
-    return [batch.failed_result(proposal, s, recipe, reason) for s in chunk]
+    reason = reason_of(exc) if isinstance(exc, BaseException) else str(state.message)
+    return [CookResult.failed(r.proposal, r.scan, r.recipe, reason) for r in chunk]
 
 
 @flow(
@@ -286,16 +299,9 @@ def cook(
     limit = batch_size or cfg.batch_size
     title = f"cook/{repository}/{proposal}/{recipe}"
     with tags(*run_tags(repository, proposal, recipe)):
-        if force:
-            todo = (
-                list(scans)
-                if scans is not None
-                else batch.list_scans(cfg.repository(repository).model_dump(), repository, proposal)
-            )
-            fresh: dict[str, str] = {}
-        else:
-            todo, fresh = plan_task(settings, repository, proposal, scans, recipe)
-        results = {s: batch.skipped_result(proposal, s, recipe, u) for s, u in fresh.items()}
+        planned = plan_task(settings, repository, proposal, scans, recipe, force)
+        todo = planned.todo
+        results = {r.scan: r for r in [*planned.fresh, *planned.failed]}
         for r in results.values():
             _notify(r)
         if todo:
@@ -314,8 +320,7 @@ def cook(
                     scans_per_task,
                 )
             )
-    order = todo + [s for s in fresh if s not in todo]
-    out = [results[s] for s in _natural(order)]
+    out = [results[s] for s in _natural(list(results))]
     _report(out, settings, repository, proposal, recipe, title, quicklooks)
     failed = [r for r in out if r.status == "failed"]
     if failed:
@@ -325,7 +330,7 @@ def cook(
 
 
 def _natural(keys: list[str]) -> list[str]:
-    from basinflow.catalog import natural_sorted
+    from basinflow.keys import natural_sorted
 
     return list(natural_sorted(keys))
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from basinflow.config import Config, load_config
 
 if TYPE_CHECKING:
-    from basinflow.tasks.cook import CookResult
+    from basinflow.tasks.results import CookResult
 
 
 def cook_proposal(

@@ -17,13 +17,13 @@ from prefect import flow, tags
 from basinflow.flows import artifacts, liveness
 from basinflow.flows.cluster import dask_cluster
 from basinflow.flows.cook import ScansFailed, cook, load, plan_task, results_of, settings_parameter
-from basinflow.tasks import batch
+from basinflow.tasks import worker
 
 
 def _proposals(cfg, repository: str, proposals: list[str] | None) -> list[str]:
     if proposals:
         return list(proposals)
-    return batch.list_proposals(cfg.repository(repository).model_dump(), repository)
+    return worker.list_proposals(cfg.repository(repository).model_dump(), repository)
 
 
 def _cook_each(cfg, config, repository, work, recipe, force, address) -> list:
@@ -63,9 +63,9 @@ def watch(
     work = []
     with tags("basinflow", "watch", f"repository:{repository}", f"recipe:{recipe}"):
         for proposal in _proposals(cfg, repository, proposals):
-            todo, _ = plan_task(settings, repository, proposal, None, recipe)
+            todo = plan_task(settings, repository, proposal, None, recipe).todo
             if todo:
-                work.append((proposal, todo))
+                work.append((proposal, [r.scan for r in todo]))
         results = (
             _cook_each(cfg, config, repository, work, recipe, False, cluster_address)
             if work

@@ -226,17 +226,9 @@ class _Untyped(pydantic.BaseModel):
 
 def _registered_model(type_name: str) -> type[pydantic.BaseModel] | None:
     """The schema the spice package has registered for ``type_name``, if any."""
-    try:
-        from basinflow.spice import types as spice_types
-    except ImportError:
-        return None
-    getter = getattr(spice_types, "get_spice_type", None)
-    if getter is None:
-        return None
-    try:
-        return getter(type_name)
-    except (KeyError, LookupError):
-        return None
+    from basinflow.spice.types import get_spice_type
+
+    return get_spice_type(type_name)
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:

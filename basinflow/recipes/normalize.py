@@ -184,14 +184,3 @@ RECIPE = Recipe(
     ),
     description="dark-, flat- and monitor-corrected frames (float32, as large as the input)",
 )
-
-
-def _register_spice() -> None:
-    try:
-        from basinflow.spice.types import register_spice_type
-    except ImportError:
-        return
-    register_spice_type("normalize", NormalizeSpice, replace=True)
-
-
-_register_spice()

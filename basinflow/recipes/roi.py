@@ -158,14 +158,3 @@ RECIPE = Recipe(
     ),
     description="sums over named rectangular regions of interest, per frame",
 )
-
-
-def _register_spice() -> None:
-    try:
-        from basinflow.spice.types import register_spice_type
-    except ImportError:
-        return
-    register_spice_type("roi", RoiSpice, replace=True)
-
-
-_register_spice()

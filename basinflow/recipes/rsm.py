@@ -635,14 +635,3 @@ RECIPE = Recipe(
     outputs=_outputs(),
     description="reciprocal space map of an area-detector angle scan (Q grid, per group)",
 )
-
-
-def _register_spice() -> None:
-    try:
-        from basinflow.spice.types import register_spice_type
-    except ImportError:  # the spice package registers on its own schedule
-        return
-    register_spice_type("rsm", RsmSpice, replace=True)
-
-
-_register_spice()

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from basinflow.catalog.keys import validate_key
 from basinflow.errors import Error, InvalidKeyError, SpiceError, SpiceValidationError
+from basinflow.keys import validate_key
 
 VERSION = "basinflow/1"
 """Version string written into new documents."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from basinflow.errors import SpiceError, StorageError
+from basinflow.errors import SpiceError, StorageError, yaml_problem
 from basinflow.spice.document import SpiceDocument, canonical_json, parse_json
 from basinflow.spice.store import SpiceStore, open_spice_store
 from basinflow.spice.types import is_registered, validate_spice_data
@@ -101,8 +101,6 @@ def _parse_file(raw: bytes, where: str) -> list[SpiceDocument]:
         try:
             content = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            from basinflow.config import yaml_problem
-
             raise SpiceError(
                 f"malformed spice document {where}: {yaml_problem(exc)}; fix or remove the file"
             ) from None

@@ -25,7 +25,6 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from basinflow.catalog.keys import natural_key, natural_sorted, validate_key
 from basinflow.errors import (
     ScanNotFound,
     SpiceConflict,
@@ -33,6 +32,7 @@ from basinflow.errors import (
     SpiceNotFound,
     UntypedSpiceWarning,
 )
+from basinflow.keys import natural_key, natural_sorted, validate_key
 from basinflow.spice.document import (
     SpiceDocument,
     canonical_json,
@@ -149,7 +149,13 @@ class ProposalSpice:
         """Every handle that has spice."""
         return sorted(self._current())
 
-    def view(self, scan: str, handles: Iterable[str] | None = None) -> SpiceView:
+    def view(
+        self,
+        scan: str,
+        handles: Iterable[str] | None = None,
+        *,
+        types: Iterable[str] | None = None,
+    ) -> SpiceView:
         """The spice visible at ``scan``: per handle, the highest revision at the greatest
         anchor <= ``scan`` in natural scan order.
 
@@ -160,6 +166,9 @@ class ProposalSpice:
         handles
             Only resolve these handles (each must be visible); a conflict elsewhere then
             does not block a recipe that does not need that handle.
+        types
+            Only resolve the visible handles of these spice types (what a recipe asks
+            for); handles of other types are not read, so their conflicts do not matter.
 
         Raises
         ------
@@ -172,7 +181,7 @@ class ProposalSpice:
         validate_key(scan, "scan")
         if handles is not None:
             handles = [validate_name(h, "spice handle") for h in handles]
-        return SpiceView.resolve(self._current(), scan, handles)
+        return SpiceView.resolve(self._current(), scan, handles, types=types)
 
     def history(self, handle: str) -> list[SpiceDocument]:
         """Every document of ``handle``: by anchor (natural order), then revision."""

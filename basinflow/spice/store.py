@@ -29,8 +29,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from basinflow.catalog.keys import validate_key
 from basinflow.errors import Error, SpiceError, SpiceNotFound, StorageError
+from basinflow.keys import validate_key
 from basinflow.spice.document import SpiceDocument, canonical_json
 
 SUFFIX = ".json"

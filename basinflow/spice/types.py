@@ -7,14 +7,13 @@ registered is still accepted, but stored *untyped* (``typed=False``) with an
 :class:`~basinflow.errors.UntypedSpiceWarning`, so free-form notes remain possible while
 typos in the parameters recipes depend on are caught.
 
-Like fsspec's ``registry.py``, this is one leaf module: a private dict, a read-only view,
-lazy registration by dotted path (``"pkg.module:Model"``, imported on first use, with an
-install hint when the import fails), and discovery of the ``basinflow.spice_types`` entry
-point group (cached, refreshable; a broken plugin becomes a warning, not a crash). A type
-nobody registered yet is also looked up among the ``basinflow.recipes`` entry points of the
-same name (``rsm`` -> the ``rsm`` recipe's ``spice_models``), so seeding ``rsm`` before the
-recipe was imported is still validated. That is metadata only: spice never imports recipe
-code by a name written in spice data.
+The registry is the shared helper of :mod:`basinflow.plugins` on the entry-point group
+``basinflow.spice_types``: a private dict, a read-only view, lazy registration by dotted path
+(``"pkg.module:Model"``, imported on first use, with an install hint when the import fails),
+cached and refreshable discovery in which a broken plugin becomes a warning. Packages that
+bring recipes declare their spice types in that group too (basinflow's own ``rsm``, ``roi``,
+``normalize`` do), so seeding ``rsm`` is validated before any recipe was imported, and the
+spice package never imports, or loads entry points of, the recipes.
 
 The built-in ``stack`` type lives here because the catalog needs it without any recipe.
 """
@@ -22,11 +21,10 @@ The built-in ``stack`` type lives here because the catalog needs it without any 
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import warnings
-from collections.abc import Iterable, Mapping
-from importlib.metadata import EntryPoint, entry_points
+from collections.abc import Mapping
+from importlib.metadata import EntryPoint
 from types import MappingProxyType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -34,14 +32,10 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from basinflow.errors import BasinflowWarning, SpiceError, SpiceNotFound, SpiceValidationError
+from basinflow.plugins import Registry
 from basinflow.spice.document import thaw, validate_name
 
 ENTRY_POINT_GROUP = "basinflow.spice_types"
-RECIPE_ENTRY_POINT_GROUP = "basinflow.recipes"
-
-_TYPES: dict[str, type[BaseModel] | str] = {}
-_discovered = False
-_recipes_tried: set[str] = set()
 
 
 class StackSpice(BaseModel):
@@ -93,18 +87,12 @@ def register_spice_type(name: str, model: type[BaseModel] | str, *, replace: boo
         raise SpiceError(
             f"spice type {name!r}: the schema must be a pydantic BaseModel subclass, got {model!r}"
         )
-    old = _TYPES.get(name)
-    if old is not None and not replace and not _same_model(old, model):
-        raise SpiceError(
-            f"spice type {name!r} is already registered as {_describe(old)}; "
-            "pass replace=True to replace it"
-        )
-    _TYPES[name] = model
+    TYPES.register(name, model, replace=replace)
 
 
 def unregister_spice_type(name: str) -> None:
     """Forget a registration (for tests and interactive experiments)."""
-    _TYPES.pop(name, None)
+    TYPES.unregister(name)
 
 
 def is_registered(name: str) -> bool:
@@ -122,10 +110,11 @@ def spice_type(name: str) -> type[BaseModel]:
     """
     model = _lookup(name)
     if model is None:
-        known = ", ".join(sorted(_TYPES)) or "none"
+        known = ", ".join(TYPES.names()) or "none"
         raise SpiceNotFound(
             f"no spice type {name!r} is registered (registered: {known}); register one with "
-            "basinflow.spice.register_spice_type(name, Model) or import the recipe declaring it"
+            "basinflow.spice.register_spice_type(name, Model) or install the package that "
+            f"declares it (entry-point group {ENTRY_POINT_GROUP!r})"
         )
     return model
 
@@ -138,16 +127,12 @@ def get_spice_type(name: str) -> type[BaseModel] | None:
 
 def spice_types() -> Mapping[str, type[BaseModel]]:
     """Read-only view of every registered type (lazy ones imported now)."""
-    _discover()
-    return MappingProxyType({name: _resolve(name) for name in sorted(_TYPES)})
+    return MappingProxyType(dict(sorted(TYPES.load_all().items())))
 
 
 def refresh_spice_types() -> None:
     """Discover the entry points again (after installing a plugin)."""
-    global _discovered
-    _discovered = False
-    _recipes_tried.clear()
-    _discover()
+    TYPES.refresh()
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -255,89 +240,24 @@ def _type_text(annotation: object) -> str:
 
 
 # --- registry internals ---------------------------------------------------------------------
-def _same_model(old: type[BaseModel] | str, new: type[BaseModel] | str) -> bool:
-    if old is new or old == new:
-        return True
-    if isinstance(old, type) and isinstance(new, type):
-        return (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
-    return False
+def _check(name: str, obj: object) -> type[BaseModel]:
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+        raise SpiceError(f"spice type {name!r}: {obj!r} is not a pydantic model")
+    return obj
 
 
-def _describe(model: type[BaseModel] | str) -> str:
-    if isinstance(model, str):
-        return model
-    return f"{model.__module__}.{model.__qualname__}"
+TYPES: Registry[type[BaseModel]] = Registry(
+    ENTRY_POINT_GROUP,
+    "spice type",
+    check=_check,
+    builtins={"stack": StackSpice},
+    unknown=SpiceNotFound,
+    broken=SpiceError,
+)
 
 
 def _lookup(name: str) -> type[BaseModel] | None:
-    if name not in _TYPES:
-        _discover()
-    if name not in _TYPES:
-        _discover_recipe(name)
-    if name not in _TYPES:
-        return None
-    return _resolve(name)
-
-
-def _resolve(name: str) -> type[BaseModel]:
-    model = _TYPES[name]
-    if isinstance(model, str):
-        module_name, _, attr = model.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            package = module_name.split(".")[0]
-            raise SpiceError(
-                f"spice type {name!r} is declared by {model!r}, which cannot be imported "
-                f"({type(exc).__name__}: {exc}); install the package that provides it "
-                f"(pip install {package})"
-            ) from None
-        if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
-            raise SpiceError(f"spice type {name!r}: {model!r} is not a pydantic model")
-        _TYPES[name] = obj
-        return obj
-    return model
-
-
-def _discover() -> None:
-    """Register the ``basinflow.spice_types`` entry points once (cached)."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        register_entry_point(ep)
-
-
-def _discover_recipe(name: str, eps: Iterable[EntryPoint] | None = None) -> None:
-    """Load the recipe entry point *named like the type*, once, for its spice models.
-
-    Recipes declare the spice types they need (``Recipe.spice_models``) and register them
-    when their module is imported, but recipe modules are imported lazily. Without this,
-    ``spice.seed("rsm", ...)`` before anything imported the ``rsm`` recipe would store
-    untyped spice. Only the recipe whose entry point name equals ``name`` is imported, so
-    free-form types (``settings``) cost one metadata scan and no import.
-    """
-    if name in _recipes_tried:
-        return
-    _recipes_tried.add(name)
-    for ep in entry_points(group=RECIPE_ENTRY_POINT_GROUP) if eps is None else eps:
-        if ep.name != name:
-            continue
-        try:
-            recipe = ep.load()
-            models = dict(getattr(recipe, "spice_models", None) or {})
-            for type_name, model in models.items():
-                if type_name not in _TYPES:
-                    register_spice_type(type_name, model)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break spice
-            warnings.warn(
-                f"recipe entry point {ep.name!r} = {ep.value!r} could not be loaded to find "
-                f"the schema of spice type {name!r}: {type(exc).__name__}: {exc}",
-                BasinflowWarning,
-                stacklevel=3,
-            )
-        return
+    return TYPES.find(name)
 
 
 def register_entry_point(ep: EntryPoint) -> None:
@@ -346,7 +266,7 @@ def register_entry_point(ep: EntryPoint) -> None:
     Exposed so tests (and plugin authors) can check discovery with hand-built
     ``EntryPoint(name, value, group)`` objects.
     """
-    if ep.name in _TYPES:
+    if ep.name in TYPES.view:
         return
     try:
         register_spice_type(ep.name, ep.value)
@@ -356,6 +276,3 @@ def register_entry_point(ep: EntryPoint) -> None:
             BasinflowWarning,
             stacklevel=2,
         )
-
-
-register_spice_type("stack", StackSpice)

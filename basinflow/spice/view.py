@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from basinflow.catalog.keys import natural_key
 from basinflow.errors import SpiceConflict, SpiceNotFound
+from basinflow.keys import natural_key
 from basinflow.spice.document import SpiceDocument, canonical_json, thaw
 from basinflow.spice.types import validate_spice_data
 
@@ -126,6 +126,10 @@ def find_conflicts(docs: Iterable[SpiceDocument] | Index) -> list[Conflict]:
             if len(tops) > 1:
                 out.append(Conflict(handle, anchor, tops[0].revision, tuple(tops)))
     return out
+
+
+def _types_of(by_anchor: Mapping[str, list[SpiceDocument]]) -> set[str]:
+    return {doc.type for docs in by_anchor.values() for doc in docs}
 
 
 def resolve_handle(index: Index, handle: str, scan: str) -> SpiceDocument | None:
@@ -239,8 +243,19 @@ class SpiceView(Mapping[str, SpiceItem]):
         self._items = dict(sorted(items.items()))
 
     @classmethod
-    def resolve(cls, index: Index, scan: str, handles: Iterable[str] | None = None) -> SpiceView:
+    def resolve(
+        cls,
+        index: Index,
+        scan: str,
+        handles: Iterable[str] | None = None,
+        *,
+        types: Iterable[str] | None = None,
+    ) -> SpiceView:
         """Resolve every (or the given) handle at ``scan``.
+
+        ``types`` narrows the handles to those whose documents are of these spice types
+        (a recipe asks for types): the others are never resolved, so a conflict in a
+        handle the caller does not need cannot block it.
 
         Raises
         ------
@@ -250,6 +265,9 @@ class SpiceView(Mapping[str, SpiceItem]):
             When a visible document of a registered type does not match its schema.
         """
         wanted = sorted(index) if handles is None else list(handles)
+        if types is not None:
+            kinds = set(types)
+            wanted = [h for h in wanted if kinds & _types_of(index.get(h, {}))]
         items = {}
         for handle in wanted:
             doc = resolve_handle(index, handle, scan)

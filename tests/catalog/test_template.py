@@ -10,9 +10,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from basinflow.catalog.keys import is_valid_key
 from basinflow.catalog.template import Template, parse_component
 from basinflow.errors import InvalidKeyError, TemplateError, UnknownSchemeError
+from basinflow.keys import is_valid_key
 
 KEY_ALPHABET = string.ascii_letters + string.digits + "._-"
 keys = st.text(KEY_ALPHABET, min_size=1, max_size=10).filter(is_valid_key)

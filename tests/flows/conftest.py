@@ -231,9 +231,9 @@ def make_repo(tmp_path):
 def seed(cfg: Path, proposal: str) -> None:
     import warnings
 
-    from basinflow.catalog import Repository
+    from basinflow.config import open_repository
 
-    repo = Repository.from_config(cfg, "demo")
+    repo = open_repository(cfg, "demo")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         repo[proposal].spice.seed("rsm", **samples.rsm_spice())
@@ -300,7 +300,7 @@ def sample_config(
         cluster=cluster or {"workers": 1, "threads_per_worker": 2, "processes": False},
     )
     seed(cfg, "p1")
-    from basinflow.catalog import Repository
+    from basinflow.config import open_repository
 
-    Repository.from_config(cfg, "demo")["p1"].spice.seed("normalize", anchor="1", dark=5.0)
+    open_repository(cfg, "demo")["p1"].spice.seed("normalize", anchor="1", dark=5.0)
     return cfg

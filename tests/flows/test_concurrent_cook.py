@@ -30,9 +30,10 @@ def _finished(proc: subprocess.Popen) -> None:
 
 
 def test_two_flows_cook_the_same_scans(tmp_path):
-    from basinflow.catalog import Repository
+    from basinflow.config import open_repository
     from basinflow.storage.referrer.read import open_referrer
-    from basinflow.tasks.cook import cook, current_output
+    from basinflow.tasks.cooking import cook
+    from basinflow.tasks.outputs import current_output
 
     out = tmp_path / "out"
     cfg = sample_config(tmp_path, SCANS, f"file://{out}/{{proposal}}/{{scan}}/{{recipe}}.h5")
@@ -59,7 +60,7 @@ def test_two_flows_cook_the_same_scans(tmp_path):
     # the last rename wins: the held flow's file replaced the one the second flow committed
     assert (partial.parent / "normalize.h5").stat().st_ino == held_inode
 
-    repo = Repository.from_config(cfg, "demo")
+    repo = open_repository(cfg, "demo")
     for scan in SCANS:
         files = sorted(os.listdir(out / "p1" / scan))
         assert files == ["normalize.current.json", "normalize.h5"], (scan, files)

@@ -73,13 +73,12 @@ def test_scan_graph_on_the_cluster_from_a_task(make_repo, dask_address):
     from distributed import Client
 
     from basinflow.config import load_config
-    from basinflow.tasks import batch
+    from basinflow.tasks import worker
 
     cfg, _ = make_repo(("1",))
     settings = load_config(cfg).repository("demo").model_dump()
+    requests = worker.plan_scans(settings, "demo", "p1", ["1"], "rsm", force=True).todo
     with Client(dask_address) as client:
-        fut = client.submit(
-            batch.cook_scans, settings, "demo", "p1", ["1"], "rsm", use_cluster=True, pure=False
-        )
+        fut = client.submit(worker.run_batch, settings, requests, use_cluster=True, pure=False)
         (result,) = fut.result(timeout=120)
     assert result.status == "cooked", result

@@ -7,13 +7,12 @@ import pickle
 
 import pytest
 
-from basinflow.config import ClusterConfig, Config, JobqueueConfig
+from basinflow.config import ClusterConfig, Config, JobqueueConfig, redact
 from basinflow.errors import LayoutError, NotHDF5Error, StorageError, UnreachableError
 from basinflow.flows import artifacts
 from basinflow.flows.cluster import cluster_spec
 from basinflow.flows.cook import _reveal, config_parameter
-from basinflow.tasks import batch
-from basinflow.tasks.cook import CookResult
+from basinflow.tasks.results import CookResult, ScanFailed, is_transient, reason_of
 
 
 def _chained(outer: BaseException, cause: BaseException) -> BaseException:
@@ -37,18 +36,18 @@ def _chained(outer: BaseException, cause: BaseException) -> BaseException:
     ],
 )
 def test_is_transient(exc, transient):
-    assert batch.is_transient(exc) is transient
+    assert is_transient(exc) is transient
 
 
 def test_scan_failed_pickles_with_its_result():
     r = CookResult("p1", "2", "rsm", "failed", None, 0.1, 0, 0, "s3://raw/2.h5 is not HDF5")
-    exc = pickle.loads(pickle.dumps(batch.ScanFailed(r)))
+    exc = pickle.loads(pickle.dumps(ScanFailed(r)))
     assert exc.result == r and "is not HDF5" in str(exc)
 
 
 def test_reason_of_names_unexpected_types():
-    assert batch.reason_of(NotHDF5Error("x.h5 is not HDF5")) == "x.h5 is not HDF5"
-    assert batch.reason_of(KeyError("k")).startswith("KeyError")
+    assert reason_of(NotHDF5Error("x.h5 is not HDF5")) == "x.h5 is not HDF5"
+    assert reason_of(KeyError("k")).startswith("KeyError")
 
 
 def test_secrets_are_masked_in_flow_parameters_only():
@@ -74,7 +73,7 @@ def test_secrets_are_masked_in_flow_parameters_only():
     assert so["secret"] == "**********" and so["key"] == "**********"
     assert so["client_kwargs"]["endpoint_url"] == "http://h"
     assert Config.model_validate(_reveal(param)) == cfg
-    assert batch.redact({"secret": "x", "a": [{"token": "y"}]}) == {
+    assert redact({"secret": "x", "a": [{"token": "y"}]}) == {
         "secret": "***",
         "a": [{"token": "***"}],
     }

@@ -79,9 +79,9 @@ class Killer(threading.Thread):
 
 
 def test_killed_worker_loses_nothing(repo, tmp_path, where):
-    from basinflow.catalog import Repository
+    from basinflow.config import open_repository
     from basinflow.flows.run import cook_proposal
-    from basinflow.tasks.cook import cook
+    from basinflow.tasks.cooking import cook
 
     with dask_processes(2, nanny=True) as address:
         killer = Killer(address, where)
@@ -94,7 +94,7 @@ def test_killed_worker_loses_nothing(repo, tmp_path, where):
     assert [(r.scan, r.status) for r in results] == [(s, "cooked") for s in SCANS], results
 
     clean = tmp_path / "clean"
-    scans = Repository.from_config(repo, "demo")["p1"]
+    scans = open_repository(repo, "demo")["p1"]
     for r in results:
         ref = cook(scans[r.scan], "rsm", output=f"file://{clean}/{{scan}}.h5")
         assert ref.status == "cooked", ref

@@ -22,12 +22,12 @@ def _ep(name: str, value: str) -> importlib.metadata.EntryPoint:
 @pytest.fixture
 def clean_registry():
     """Run with an empty registry and restore it afterwards."""
-    saved = dict(registry._registry)
-    registry._registry.clear()
+    saved = dict(registry.RECIPES._items)
+    registry.RECIPES._items.clear()
     registry.refresh()
     yield
-    registry._registry.clear()
-    registry._registry.update(saved)
+    registry.RECIPES._items.clear()
+    registry.RECIPES._items.update(saved)
     registry.refresh()
 
 
@@ -113,10 +113,10 @@ def test_duplicate_entry_points_warn_and_keep_the_first(clean_registry, plugin_m
 
 
 def test_discovery_is_cached_and_refreshable(clean_registry):
-    registry._entry_points()
-    assert registry._entry_points.cache_info().currsize == 1
+    first = registry.RECIPES.entry_points()
+    assert registry.RECIPES.entry_points() is first  # read once
     registry.refresh()
-    assert registry._entry_points.cache_info().currsize == 0
+    assert registry.RECIPES.entry_points() is not first  # read again
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the installed built-ins load cleanly
         assert {"rsm", "roi", "normalize"} <= set(registry.list_recipes())

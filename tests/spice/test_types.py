@@ -24,7 +24,7 @@ from basinflow.spice import (
     unregister_spice_type,
     validate_spice_data,
 )
-from basinflow.spice.types import _discover_recipe, register_entry_point
+from basinflow.spice.types import register_entry_point
 
 from ._schemas import Geom
 
@@ -139,16 +139,16 @@ def test_valid_data_gives_model_with_defaults():
     assert model.imageDistance == 690.0
 
 
-def test_types_of_a_recipe_named_like_the_type_are_found():
-    """``seed("rsm")`` before the rsm recipe was imported must still be typed."""
-    recipe = EntryPoint("ep_recipe", "tests.spice._schemas:RECIPE", "basinflow.recipes")
-    other = EntryPoint("unrelated", "no_such_module:RECIPE", "basinflow.recipes")
-    try:
-        _discover_recipe("ep_recipe", [other, recipe])  # the unrelated one is never loaded
-        assert spice_type("ep_recipe") is Geom
-    finally:
-        unregister_spice_type("ep_recipe")
-    broken = EntryPoint("ep_broken", "no_such_module:RECIPE", "basinflow.recipes")
-    with pytest.warns(BasinflowWarning, match="recipe entry point 'ep_broken'"):
-        _discover_recipe("ep_broken", [broken])
+def test_types_of_a_recipe_are_found_before_the_recipe_is_imported():
+    """``seed("rsm")`` before the rsm recipe was imported must still be typed: recipe
+    packages declare their spice types in the ``basinflow.spice_types`` group, and spice
+    never loads recipe entry points."""
+    from basinflow.recipes.rsm import RsmSpice
+    from basinflow.spice.types import TYPES
+
+    assert spice_type("rsm") is RsmSpice
+    assert TYPES.entry_points()["rsm"].value == "basinflow.recipes.rsm:RsmSpice"
+    broken = EntryPoint("ep_broken", "no_such_module:Model", "basinflow.spice_types")
+    with pytest.warns(BasinflowWarning, match="spice type 'ep_broken'"):
+        assert TYPES.load_all([broken]) == {}
     assert not is_registered("ep_broken")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from basinflow.catalog.keys import natural_sorted
 from basinflow.errors import SpiceConflict, SpiceNotFound
+from basinflow.keys import natural_sorted
 from basinflow.spice import SpiceDocument, SpiceTable, SpiceView
 from basinflow.spice.view import (
     find_conflicts,

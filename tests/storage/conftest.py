@@ -47,7 +47,7 @@ def repo(tmp_path) -> Repository:
 @pytest.fixture
 def cooked(repo):
     """(repo, scan, CookResult) of the stand-in recipe on p1/1."""
-    from basinflow.tasks.cook import cook
+    from basinflow.tasks.cooking import cook
 
     scan = repo["p1"]["1"]
     result = cook(scan, "halve")

@@ -22,7 +22,7 @@ import xarray as xr
 import basinflow as bf
 from basinflow import errors, samples
 from basinflow.storage import fs, hdf5
-from basinflow.tasks import batch
+from basinflow.tasks.results import is_transient
 from tests.support import servers
 from tests.support.proxy import NO_FAULTS, mixed_faults
 
@@ -138,7 +138,7 @@ def test_404_is_not_retried(backend):
     url = backend.url("nexus/p1/missing.h5")
     with pytest.raises(errors.NotFound) as e:
         fs.cat_ranges(url, [(0, 10)], backend.options(retries=4))
-    assert url in str(e.value) and not batch.is_transient(e.value)
+    assert url in str(e.value) and not is_transient(e.value)
     assert _paths(backend.px) == {backend.path("nexus/p1/missing.h5"): 1}
 
 
@@ -146,7 +146,7 @@ def test_a_file_that_is_not_hdf5_is_not_retried(backend, local):
     backend.px.faults(fail_paths=[r"/truth\.json$"])  # counts, no faults
     with pytest.raises(errors.NotHDF5Error) as e:
         hdf5.open_h5(backend.url("truth.json"), backend.options(retries=4))
-    assert "truth.json" in str(e.value) and not batch.is_transient(e.value)
+    assert "truth.json" in str(e.value) and not is_transient(e.value)
     stats = backend.px.stats()
     assert stats["faults"] == 0
     # the size (HEAD, or HEAD + GET over HTTP) and the blocks libhdf5 asked for, once each
@@ -164,7 +164,7 @@ def test_a_5xx_is_retried_then_a_clear_error(backend, status):
     assert url in message and "unreachable" in message and str(status) in message
     assert "Retry later" in message and "storage_options" in message
     assert isinstance(e.value, errors.UnreachableError | ConnectionError)
-    assert batch.is_transient(e.value)
+    assert is_transient(e.value)
     # S3: s3fs's 2 attempts of botocore's 1 + 1 each; HTTP: our 2
     assert _paths(backend.px) == {backend.path(rel): backend.requests_per_call(2, 1)}
     # the neighbours are untouched
@@ -179,7 +179,7 @@ def test_dropped_and_stalled_requests_are_retried_then_a_clear_error(backend, ki
     url = backend.url(rel)
     with pytest.raises(errors.RetriesExhaustedError) as e:
         fs.info(url, backend.options(retries=2))
-    assert url in str(e.value) and batch.is_transient(e.value)
+    assert url in str(e.value) and is_transient(e.value)
     assert ("timeout" if kind == "stall" else "connection") in str(e.value).lower()
     stats = backend.px.stats()
     # every attempt was answered with the fault (aiohttp may resend once on a dropped
@@ -197,7 +197,7 @@ def test_hdf5_metadata_read_failing_is_unreachable_not_corrupt(backend):
     opts = backend.options(retries=2)
     with pytest.raises(errors.RetriesExhaustedError) as e:
         hdf5.open_h5(url, opts).close()
-    assert url in str(e.value) and batch.is_transient(e.value)
+    assert url in str(e.value) and is_transient(e.value)
 
 
 # --- whole scans at 20 % faults: same bytes, same cooked results -------------------------------
@@ -268,7 +268,7 @@ def test_bf_cook_over_http_at_20_percent_faults_matches_a_clean_cook(http_proxy,
     ],
 )
 def test_flows_retry_exhausted_storage_but_not_bad_input(exc, transient):
-    assert batch.is_transient(exc) is transient
+    assert is_transient(exc) is transient
 
 
 def test_library_errors_are_sorted_by_their_answer():
@@ -288,8 +288,8 @@ def test_library_errors_are_sorted_by_their_answer():
         return outer
 
     for exc in (http(503), http(500), s3("SlowDown", 503), s3("InternalError", 500)):
-        assert batch.is_transient(exc) and batch.is_transient(wrapped(exc)), exc
-    assert batch.is_transient(ConnectionClosedError(endpoint_url="http://h"))
-    assert batch.is_transient(aiohttp.ServerDisconnectedError())
+        assert is_transient(exc) and is_transient(wrapped(exc)), exc
+    assert is_transient(ConnectionClosedError(endpoint_url="http://h"))
+    assert is_transient(aiohttp.ServerDisconnectedError())
     for exc in (http(404), http(403), s3("NoSuchKey", 404), s3("AccessDenied", 403)):
-        assert not batch.is_transient(exc) and not batch.is_transient(wrapped(exc)), exc
+        assert not is_transient(exc) and not is_transient(wrapped(exc)), exc

@@ -213,7 +213,7 @@ def test_internal_basin_and_several_maps(repo, tmp_path):
 
 def test_basins_of_basins_expose_raw_frames(cooked, tmp_path):
     repo, scan, result = cooked
-    from basinflow.tasks.cook import cook_referrer
+    from basinflow.tasks.cooking import cook_referrer
 
     out = f"file://{tmp_path}/site/out/p1/1/profile.h5"
     res = cook_referrer(result.output, "profile", out, trusted=[repo])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import fsspec
+from dataclasses import replace
+
 import pytest
 
 import basinflow as bf
 from basinflow.errors import OutputError
-from basinflow.tasks.cook import cook, current_output, plan_outputs, set_current, up_to_date
+from basinflow.tasks.cooking import cook
+from basinflow.tasks.freshness import up_to_date
+from basinflow.tasks.outputs import current_output, plan_outputs, set_current
+from basinflow.tasks.request import prepare
 from tests.storage.conftest import make_repo, repo, stand_in_recipes  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("stand_in_recipes")
@@ -27,10 +31,12 @@ def test_skip_force_and_staleness(repo):  # noqa: F811
     scan = repo["p1"]["1"]
     first = cook(scan, "halve", flow_run_id="run-1")
     assert first.status == "cooked" and first.bytes_written > 0 and first.bytes_read > 0
-    assert up_to_date(scan, "halve", first.output)
+    request = prepare(scan, "halve")
+    assert request.output == first.output
+    assert up_to_date(request, scan.storage_options)
     assert cook(scan, "halve").status == "skipped"
     assert cook(scan, "halve", force=True).status == "cooked"
-    assert not up_to_date(scan, "halve", first.output + ".nope")
+    assert not up_to_date(replace(request, output=first.output + ".nope"))
 
 
 def test_destination_not_writable_fails_with_reason(repo, tmp_path):  # noqa: F811
@@ -59,15 +65,8 @@ def test_versions_side_by_side_and_current_pointer(repo, tmp_path):  # noqa: F81
     assert bf.open_referrer(a.output, trusted=[repo]).norm.shape[0] > 0
 
 
-def test_s3_output(tmp_path, s3_options):
-    fs = fsspec.filesystem("s3", **s3_options)
-    if not fs.exists("cooked"):
-        fs.mkdir("cooked")
-    s3_repo = make_repo(
-        tmp_path / "site",
-        out="s3://cooked/{proposal}/{scan}/{recipe}.h5",
-        storage_options=s3_options,
-    )
+def test_s3_output(s3_site, s3_options):
+    fs, s3_repo = s3_site
     res = cook(s3_repo["p1"]["1"], "halve")
     assert res.status == "cooked", res.reason
     fs.invalidate_cache()

@@ -255,12 +255,7 @@ def posix_rel(target: str, referrer_url: str) -> str | None:
 
 def raw_basin(scan: Any, referrer_url: str, *, name: str = "raw", order: int = 0) -> Basin:
     """The basin definition of a scan's raw data, as seen from ``referrer_url``."""
-    content = scan._content
-    layout = scan.repository.layout
-    if layout == "auto":
-        from basinflow.storage import layouts
-
-        layout = layouts.detect(scan.path_url, scan.fragment, scan.storage_options)
+    content, layout = scan.content, scan.layout_name
     frames_path = getattr(content.frames, "path", None)
     url = scan.path_url
     local = fs.local_path(url)

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from basinflow.catalog.keys import (
+from basinflow.errors import HandleCollisionError, InvalidKeyError
+from basinflow.keys import (
     handle_map,
     handle_of,
     is_valid_key,
@@ -17,7 +18,6 @@ from basinflow.catalog.keys import (
     natural_sorted,
     validate_key,
 )
-from basinflow.errors import HandleCollisionError, InvalidKeyError
 
 KEY_ALPHABET = string.ascii_letters + string.digits + "._-"
 keys = st.text(KEY_ALPHABET, min_size=1, max_size=12).filter(is_valid_key)

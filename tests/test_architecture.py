@@ -1,0 +1,190 @@
+"""The import graph runs one way (docs/architecture.md draws it).
+
+Every import of a basinflow module counts, wherever it stands: at module level, inside a
+function (a lazy import is still an arrow), under ``TYPE_CHECKING``, and as a dotted path
+in a string that names a basinflow module (``importlib.import_module``, lazy maps, plugin
+paths, an entry-point group named like a package). Each top-level unit (a package such as
+``basinflow.storage``, or a module such as ``basinflow.config``) may import only the units
+listed for it in :data:`MAY_IMPORT`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "basinflow"
+
+LEAVES = {"errors", "keys", "plugins"}
+#: unit -> the units it may import (besides itself), from the ground floor up.
+MAY_IMPORT: dict[str, set[str]] = {
+    "errors": set(),
+    "keys": {"errors"},
+    "plugins": {"errors"},
+    "storage": LEAVES,
+    "spice": LEAVES | {"storage"},
+    "recipes": LEAVES | {"spice"},  # pure: never storage, never the catalog
+    "catalog": LEAVES | {"storage", "spice"},  # never recipes, never config
+    "config": LEAVES | {"catalog"},
+    "samples": LEAVES | {"storage", "recipes"},
+    "tasks": LEAVES | {"storage", "spice", "recipes", "catalog", "config"},
+    "flows": LEAVES | {"storage", "spice", "recipes", "catalog", "config", "tasks"},
+    "cli_spice": LEAVES | {"storage", "spice", "catalog", "config"},
+    "cli_referrer": LEAVES | {"storage", "catalog", "config"},
+    "cli_flows": LEAVES | {"catalog", "config", "tasks", "flows"},
+    "demo": LEAVES | {"catalog", "config", "samples", "tasks", "flows", "cli_flows", "basinflow"},
+    "cli": {"*"},  # the top floor
+    "basinflow": {"*"},  # the package face: lazy names of every layer
+}
+#: Only the orchestration layer talks to Prefect.
+PREFECT_UNITS = {"flows"}
+
+_MODULE_TEXT = re.compile(r"^basinflow(\.[A-Za-z_]\w*)+(:[\w.]+)?$")
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "basinflow"
+
+
+def _exists(module: str) -> bool:
+    path = ROOT.parent.joinpath(*module.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    out = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+            out.add(id(first.value))
+    return out
+
+
+def imports_of(path: Path) -> list[tuple[str, int]]:
+    """``(module, line)`` of every basinflow module that ``path`` names."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = _docstrings(tree)
+    try:
+        package = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts[:-1])
+    except ValueError:  # a file outside the package (the probe below)
+        package = "basinflow"
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names if a.name.startswith("basinflow")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this package
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            if module.split(".")[0] == "basinflow":
+                out.append((module, node.lineno))
+                # ``from basinflow import tasks`` names the submodule
+                out += [
+                    (f"{module}.{a.name}", node.lineno)
+                    for a in node.names
+                    if _exists(f"{module}.{a.name}")
+                ]
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in skip
+            and _MODULE_TEXT.match(node.value)
+            and _exists(node.value.partition(":")[0])
+        ):
+            out.append((node.value.partition(":")[0], node.lineno))
+    return out
+
+
+def _unit_of_file(path: Path) -> str:
+    rel = path.relative_to(ROOT)
+    if len(rel.parts) == 1:
+        return "basinflow" if rel.name == "__init__.py" else rel.stem
+    return rel.parts[0]
+
+
+def graph() -> dict[str, dict[str, list[str]]]:
+    """unit -> imported unit -> ``file:line`` of each arrow."""
+    out: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(ROOT.rglob("*.py")):
+        src = _unit_of_file(path)
+        for module, line in imports_of(path):
+            dst = _unit(module)
+            if dst != src:
+                out[src][dst].append(f"{path.relative_to(ROOT.parent)}:{line}")
+    return out
+
+
+def test_every_unit_has_a_place():
+    units = {_unit_of_file(p) for p in ROOT.rglob("*.py")}
+    assert units <= set(MAY_IMPORT), f"place {sorted(units - set(MAY_IMPORT))} in MAY_IMPORT"
+
+
+def test_imports_run_one_way():
+    wrong = [
+        f"{src} -> {dst} ({', '.join(where)})"
+        for src, targets in graph().items()
+        if "*" not in MAY_IMPORT[src]
+        for dst, where in sorted(targets.items())
+        if dst not in MAY_IMPORT[src]
+    ]
+    assert not wrong, "imports that run back up:\n" + "\n".join(wrong)
+
+
+def test_no_circles_between_units():
+    # the package face hands names on lazily; arrows into it are not arrows between layers
+    g = {src: set(targets) - {"basinflow"} for src, targets in graph().items()}
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in g.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    circles = sorted(u for u in g if u != "basinflow" and u in reach(u))
+    assert not circles, f"units that reach themselves: {circles}"
+
+
+def test_only_flows_import_prefect():
+    found = []
+    for path in ROOT.rglob("*.py"):
+        if _unit_of_file(path) in PREFECT_UNITS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n.split(".")[0] in ("prefect", "prefect_dask") for n in names):
+                found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
+    assert not found, f"Prefect outside basinflow/flows: {found}"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from basinflow.recipes.registry import get_recipe\n", ["basinflow.recipes.registry"]),
+        ("def f():\n    import basinflow.config\n", ["basinflow.config"]),
+        ("from basinflow import tasks\n", ["basinflow", "basinflow.tasks"]),
+        ("GROUP = 'basinflow.recipes'\n", ["basinflow.recipes"]),
+        ("X = {'a': 'basinflow.storage.fs:pin'}\n", ["basinflow.storage.fs"]),
+        ("'''basinflow.recipes in a docstring is prose'''\nHOST = 'basinflow.host'\n", []),
+    ],
+)
+def test_the_graph_sees_every_kind_of_arrow(tmp_path, source, expected):
+    probe = tmp_path / "probe.py"
+    probe.write_text(source)
+    assert [m for m, _ in imports_of(probe)] == expected
