@@ -74,6 +74,11 @@ class NotHDF5Error(LayoutError):
     """A file that should be HDF5 is not (or is truncated)."""
 
 
+class MissingSourceError(LayoutError, FileNotFoundError):
+    """Frames live in other files (an HDF5 virtual dataset's sources, an external link's
+    target) and one of them is absent: HDF5 would return fill values; we refuse."""
+
+
 class ManifestError(LayoutError):
     """A TIFF-stack manifest is malformed."""
 
