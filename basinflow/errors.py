@@ -191,6 +191,11 @@ class StaleBasinWarning(BasinflowWarning):
     """A stale basin was read because the caller opted out of the pin check."""
 
 
+class UnlistedEntriesWarning(BasinflowWarning):
+    """Entries of a listing that are not scans (broken links, invalid keys): named, not
+    silently dropped."""
+
+
 class MissingBasinWarning(BasinflowWarning):
     """A missing basin was skipped because the caller asked for warnings."""
 
