@@ -71,7 +71,7 @@ class FrameView:
             return self[(slice(i, i + 1), *rest)][0]
         start, stop, step = first.indices(self.shape[0])
         if not self.scan_shape:  # one image
-            block = np.asarray(self.source[()])[None]
+            block = np.asarray(self.source[(slice(None),) * self.source.ndim])[None]
             return block[(slice(start, stop, step), *rest)]
         inner = self.inner
         r0, r1 = start // inner, max(start // inner, -(-stop // inner))
