@@ -3,8 +3,9 @@ LZ4 (32004), the encodings Eiger/LIMA and Dectris files use.
 
 h5py reads such datasets through hdf5plugin's filters (imported by :mod:`basinflow.storage.hdf5`);
 the direct path fetches the chunk bytes itself and decodes them here, without libhdf5 or its
-global lock: LZ4 blocks through ``lz4`` (python-lz4, the maintained binding of the reference
-library), the bit transpose in numba. Both formats are the ones the HDF5 filters write:
+global lock: Bitshuffle-LZ4 through ``bitshuffle`` (the reference implementation the HDF5
+filter is built from), LZ4 through ``lz4`` (python-lz4, the binding of the reference LZ4
+library). Both formats are the ones the HDF5 filters write:
 
 * LZ4: ``uint64 BE`` total bytes, ``uint32 BE`` block bytes, then per block ``uint32 BE``
   compressed size and the block (stored raw when compression did not shrink it);
@@ -15,7 +16,7 @@ library), the bit transpose in numba. Both formats are the ones the HDF5 filters
 
 from __future__ import annotations
 
-import numba
+import bitshuffle
 import numpy as np
 from lz4 import block as lz4_block
 
@@ -64,85 +65,41 @@ def lz4_decode(data: bytes) -> bytes:
     return bytes(out)
 
 
-@numba.njit(nogil=True, cache=True)
-def _bitunshuffle_blocks(src: np.ndarray, out: np.ndarray, n: int, block: int, itemsize: int):
-    # Each block of ``m`` elements (a multiple of 8) is itemsize*8 rows of m/8 bytes; row
-    # (byte j, bit k) holds bit k of byte j of every element, element i at bit i % 8 of
-    # byte i // 8. The eight rows' bytes at one position form an 8x8 bit matrix whose
-    # transpose (bitshuffle's TRANS_BIT_8X8) is byte j of eight consecutive elements.
-    e0 = 0
-    while e0 < n:
-        m = min(block, n - e0)
-        nb = m // 8
-        off = e0 * itemsize
-        for j in range(itemsize):
-            base = off + j * 8 * nb
-            for b in range(nb):
-                x = np.uint64(0)
-                for k in range(8):
-                    x |= np.uint64(src[base + k * nb + b]) << np.uint64(8 * k)
-                t = (x ^ (x >> np.uint64(7))) & np.uint64(0x00AA00AA00AA00AA)
-                x = x ^ t ^ (t << np.uint64(7))
-                t = (x ^ (x >> np.uint64(14))) & np.uint64(0x0000CCCC0000CCCC)
-                x = x ^ t ^ (t << np.uint64(14))
-                t = (x ^ (x >> np.uint64(28))) & np.uint64(0x00000000F0F0F0F0)
-                x = x ^ t ^ (t << np.uint64(28))
-                dst = off + b * 8 * itemsize + j
-                for t8 in range(8):
-                    out[dst + t8 * itemsize] = np.uint8((x >> np.uint64(8 * t8)) & np.uint64(0xFF))
-        e0 += m
-
-
-def bitunshuffle(shuffled: np.ndarray, n: int, itemsize: int, block: int = 0) -> np.ndarray:
-    """Undo bitshuffle of ``n`` elements (``n % 8 == 0``) in blocks of ``block`` elements
-    (a multiple of 8; 0: one block): bytes in element order."""
-    out = np.empty(n * itemsize, np.uint8)
-    src = np.ascontiguousarray(shuffled, np.uint8)
-    _bitunshuffle_blocks(src, out, n, block or max(n, 8), itemsize)
-    return out
-
-
-def bslz4_decode(data: bytes, itemsize: int) -> bytes:
-    """The bytes of an HDF5 Bitshuffle-LZ4 chunk of ``itemsize``-byte elements.
-
-    The LZ4 blocks are inflated one after the other into one buffer, then one compiled
-    pass undoes the bit shuffle of every block (a Python call per 8 KiB block would cost
-    more than the decoding)."""
+def _check_blocks(data: bytes, n: int, block: int, itemsize: int) -> None:
+    """Every block's size field lies inside the chunk: the C decoder trusts them, and a
+    truncated chunk would make it read past the buffer (a crash, not an error)."""
     view = memoryview(data)
+    pos, done, end = 12, 0, len(data)
+    body = n - n % 8
+    while done < body:
+        if pos + 4 > end:
+            raise CodecError("chunk ends inside its block headers (truncated)")
+        size = int.from_bytes(view[pos : pos + 4], "big")
+        pos += 4 + size
+        m = min(block, body - done)
+        done += m - m % 8
+    if pos + (n - body) * itemsize > end:
+        raise CodecError(f"chunk of {end} bytes is truncated (needs {pos + (n - body) * itemsize})")
+
+
+def bslz4_decode(data: bytes, itemsize: int) -> np.ndarray:
+    """The bytes (``uint8`` array) of an HDF5 Bitshuffle-LZ4 chunk of ``itemsize``-byte
+    values, decoded in one call to the bitshuffle library's C code (the code the HDF5
+    filter runs): a Python loop over its 8 KiB blocks cost more than the decoding (B8)."""
     total, block_bytes = _header(data)
     if total % itemsize:
         raise CodecError(f"chunk of {total} bytes is not whole {itemsize}-byte values")
-    n = total // itemsize
     block = block_bytes // itemsize if block_bytes else 0
     if block <= 0 or block % 8:
         raise CodecError(f"block of {block_bytes} bytes is not a multiple of 8 values")
-    shuffled = bytearray(total)
-    pos, done = 12, 0
-    body = n - n % 8
-    while done < body:
-        m = min(block, body - done)
-        m -= m % 8
-        size = int.from_bytes(view[pos : pos + 4], "big")
-        pos += 4
-        piece = view[pos : pos + size]
-        if len(piece) != size:
-            raise CodecError("chunk ends inside an LZ4 block")
-        raw = _lz4(piece, m * itemsize)
-        if len(raw) != m * itemsize:
-            raise CodecError("LZ4 block decodes to the wrong size")
-        shuffled[done * itemsize : (done + m) * itemsize] = raw
-        pos += size
-        done += m
-    src = np.frombuffer(shuffled, np.uint8)
-    out = np.empty(total, np.uint8)
-    _bitunshuffle_blocks(src, out, body, block, itemsize)
-    tail = (n - body) * itemsize
-    if tail:
-        rest = view[pos : pos + tail]
-        if len(rest) != tail:
-            raise CodecError("chunk ends inside its unshuffled tail")
-        out[body * itemsize :] = np.frombuffer(rest, np.uint8)
-    return out.data
+    _check_blocks(data, total // itemsize, block, itemsize)
+    body = np.frombuffer(data, np.uint8, offset=12)
+    kind = np.dtype(f"u{itemsize}") if itemsize in (1, 2, 4, 8) else np.dtype((np.void, itemsize))
+    try:
+        out = bitshuffle.decompress_lz4(body, (total // itemsize,), kind, block)
+    except (RuntimeError, ValueError) as exc:
+        raise CodecError(str(exc)) from None
+    return out.view(np.uint8)
 
 
-__all__ = ["BSHUF_LZ4", "LZ4", "CodecError", "bitunshuffle", "bslz4_decode", "lz4_decode"]
+__all__ = ["BSHUF_LZ4", "LZ4", "CodecError", "bslz4_decode", "lz4_decode"]

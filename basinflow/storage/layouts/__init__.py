@@ -48,7 +48,7 @@ def layout_class(name: str) -> type[Layout]:
 
 def detect(url: str, fragment: str | None, storage_options=None) -> str:
     """Guess a layout: directories are TIFF stacks; a BLISS writer's file (root
-    ``@publisher``/``@creator``) or a scan group with ``measurement/`` is BLISS; NeXus
+    ``@publisher``/``@creator``) or an ``NXentry`` with ``measurement/`` is BLISS; NeXus
     entries have ``NX_class``; the rest is scans as plain groups."""
     if url.endswith("/"):
         return "tiff"
@@ -61,7 +61,10 @@ def detect(url: str, fragment: str | None, storage_options=None) -> str:
         writer = " ".join(text(root.attrs.get(k, "")) for k in ("publisher", "creator")).lower()
         path = fragment if fragment not in (None, "", "*") else "/"
         obj = hdf5.get_object(handle, path, "scan")
-        if "bliss" in writer or (path != "/" and isinstance(obj.get("measurement"), h5py.Group)):
+        entry_with_measurement = text(obj.attrs.get("NX_class", "")) == "NXentry" and isinstance(
+            obj.get("measurement"), h5py.Group
+        )
+        if "bliss" in writer or entry_with_measurement:
             return "bliss"
         if obj.attrs.get("NX_class") is not None or any(
             hasattr(v, "attrs") and v.attrs.get("NX_class") is not None for v in obj.values()
