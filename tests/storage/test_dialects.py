@@ -262,3 +262,20 @@ def test_bliss_master_file_links_resolve_against_the_dataset_file(tmp_path, monk
     assert raw.I0.attrs["role"] == "monitor"
     assert "epoch" not in raw and "epoch(5)" in raw.attrs["skipped_columns"]
     assert raw.attrs["layout"] == "bliss" and raw.attrs["detector"] == "eiger"
+
+
+def test_plain_hdf5_image_needs_one_config_line(tmp_path):
+    """No NeXus classes, one 2-D image: the error gives the line; with it, one frame."""
+    (tmp_path / "p").mkdir()
+    image = _frames(1, 9, 11)[0]
+    with h5py.File(tmp_path / "p/s1.h5", "w") as f:
+        f.create_group("scan").create_dataset("detector/image", data=image)
+    with pytest.raises(errors.LayoutError) as e:
+        _repo(tmp_path, fragment="#scan", layout="groups")["p"]["s1"].raw  # noqa: B018
+    assert "layout_options: {frames: detector/image}" in str(e.value)
+    repo = _repo(
+        tmp_path, fragment="#scan", layout="groups", layout_options={"frames": "detector/image"}
+    )
+    raw = repo["p"]["s1"].raw
+    with h5py.File(tmp_path / "p/s1.h5") as f:
+        np.testing.assert_array_equal(raw.frames.values, f["scan/detector/image"][()][None])
