@@ -169,6 +169,28 @@ class Layout(ABC):
         return name.lower() in DEFAULT_MONITORS or bool(MONITOR_PATTERN.fullmatch(name))
 
 
+class HDF5Layout(Layout):
+    """A family of HDF5 files: the file is opened once for all metadata and closed after;
+    subclasses implement :meth:`read_open` on the open handle."""
+
+    def read(
+        self, url: str, fragment: str | None, storage_options: Mapping[str, Any] | None = None
+    ) -> ScanContent:
+        from basinflow.storage import hdf5
+
+        handle = hdf5.open_h5(url, storage_options)
+        try:
+            return self.read_open(handle, url, fragment, storage_options, f"{url}#{fragment or ''}")
+        finally:
+            handle.close()
+
+    @abstractmethod
+    def read_open(
+        self, handle, url: str, fragment: str | None, storage_options, where: str
+    ) -> ScanContent:
+        """Describe the scan from the open ``handle`` (``where``: its address for messages)."""
+
+
 def summarize(content: ScanContent) -> dict[str, Any]:
     """Cheap facts about a scan: type, frame count, scanned axes with ranges, detector."""
     axes = {}

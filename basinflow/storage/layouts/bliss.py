@@ -14,74 +14,63 @@ or ``instrument/``; needed when a scan has several images), ``monitors`` (column
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
 
 import h5py
 
 from basinflow.errors import LayoutError
 from basinflow.storage import hdf5, sources
 from basinflow.storage.layouts import nxrules
-from basinflow.storage.layouts.base import Layout, ScanContent
+from basinflow.storage.layouts.base import HDF5Layout, ScanContent
 from basinflow.storage.layouts.frames import open_frames
 from basinflow.storage.layouts.nexus import detector_mask, scan_group
 
 
-class BlissLayout(Layout):
+class BlissLayout(HDF5Layout):
     name = "bliss"
 
-    def read(
-        self, url: str, fragment: str | None, storage_options: Mapping[str, Any] | None = None
-    ) -> ScanContent:
-        where = f"{url}#{fragment or ''}"
-        handle = hdf5.open_h5(url, storage_options)
-        try:
-            scan, through = scan_group(handle, url, fragment, storage_options, "BLISS scan group")
-            # a scan reached through a master file's link lives in the dataset file: its own
-            # links and VDS sources resolve against that file
-            holder = hdf5.holder_url(url, scan) if through else url
-            meas = scan.get("measurement")
-            inst = scan.get("instrument")
-            if not isinstance(meas, h5py.Group):
-                raise LayoutError(
-                    f"{where}: no 'measurement' group; is this a BLISS scan? (a NeXus file "
-                    "takes layout: nexus)"
-                )
-            images, lines = self._classify(meas, inst, holder, where, storage_options)
-            content = ScanContent(url, None, {}, {}, fragment=fragment)
-            det = self._pick(images, scan, where)
-            if det is not None:
-                frames = open_frames(holder, det, storage_options, where)
-                content.frames = frames
-                content.sources = frames.sources
-                content.mask = detector_mask(
-                    det, tuple(det.shape[-2:]), holder, self.options.get("invalid_value", "auto")
-                )
-                content.attrs["detector"] = det.name.rsplit("/", 1)[1]
-            n = content.points if det is not None else _points(scan, lines)
-            skipped = []
-            for name, ds in lines.items():
-                if len(ds) != n:
-                    skipped.append(f"{name}({len(ds)})")
-                    continue
-                content.columns[name] = ds[()]
-                content.roles[name] = self._role(name, inst)
-            if not content.columns and det is None:
-                content.columns = {}
-            if skipped:
-                content.attrs["skipped_columns"] = ", ".join(skipped)
-            title = scan.get("title")
-            content.attrs.update(
-                {
-                    "title": nxrules.text(title[()]) if isinstance(title, h5py.Dataset) else "",
-                    "layout": self.name,
-                }
+    def read_open(self, handle, url, fragment, storage_options, where) -> ScanContent:
+        scan, through = scan_group(handle, url, fragment, storage_options, "BLISS scan group")
+        # a scan reached through a master file's link lives in the dataset file: its own
+        # links and VDS sources resolve against that file
+        holder = hdf5.holder_url(url, scan) if through else url
+        meas = scan.get("measurement")
+        inst = scan.get("instrument")
+        if not isinstance(meas, h5py.Group):
+            raise LayoutError(
+                f"{where}: no 'measurement' group; is this a BLISS scan? (a NeXus file "
+                "takes layout: nexus)"
             )
-            content.sources = tuple(
-                dict.fromkeys(u for u in (*through, *content.sources) if u != url)
+        images, lines = self._classify(meas, inst, holder, where, storage_options)
+        content = ScanContent(url, None, {}, {}, fragment=fragment)
+        det = self._pick(images, scan, where)
+        if det is not None:
+            frames = open_frames(holder, det, storage_options, where)
+            content.frames = frames
+            content.sources = frames.sources
+            content.mask = detector_mask(
+                det, tuple(det.shape[-2:]), holder, self.options.get("invalid_value", "auto")
             )
-        finally:
-            handle.close()
+            content.attrs["detector"] = det.name.rsplit("/", 1)[1]
+        n = content.points if det is not None else _points(scan, lines)
+        skipped = []
+        for name, ds in lines.items():
+            if len(ds) != n:
+                skipped.append(f"{name}({len(ds)})")
+                continue
+            content.columns[name] = ds[()]
+            content.roles[name] = self._role(name, inst)
+        if not content.columns and det is None:
+            content.columns = {}
+        if skipped:
+            content.attrs["skipped_columns"] = ", ".join(skipped)
+        title = scan.get("title")
+        content.attrs.update(
+            {
+                "title": nxrules.text(title[()]) if isinstance(title, h5py.Dataset) else "",
+                "layout": self.name,
+            }
+        )
+        content.sources = tuple(dict.fromkeys(u for u in (*through, *content.sources) if u != url))
         return content
 
     def _classify(self, meas, inst, holder, where, storage_options):

@@ -8,50 +8,36 @@ names), ``columns`` (group holding the 1-D columns; default: the frames' group),
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import h5py
 
 from basinflow.errors import LayoutError
 from basinflow.storage import hdf5
-from basinflow.storage.layouts.base import Layout, PixelMask, ScanContent, invalid_value
+from basinflow.storage.layouts.base import HDF5Layout, PixelMask, ScanContent, invalid_value
 from basinflow.storage.layouts.frames import open_frames
 from basinflow.storage.layouts.nexus import _text
 
 
-class GroupsLayout(Layout):
+class GroupsLayout(HDF5Layout):
     name = "groups"
 
-    def read(
-        self, url: str, fragment: str | None, storage_options: Mapping[str, Any] | None = None
-    ) -> ScanContent:
-        where = f"{url}#{fragment or ''}"
-        handle = hdf5.open_h5(url, storage_options)
-        try:
-            group = hdf5.get_group(handle, fragment, "scan group")
-            ds = self._frames(group, where)
-            frames = open_frames(url, ds, storage_options, where)
-            col_group = (
-                group.get(self.options["columns"]) if "columns" in self.options else ds.parent
+    def read_open(self, handle, url, fragment, storage_options, where) -> ScanContent:
+        group = hdf5.get_group(handle, fragment, "scan group")
+        ds = self._frames(group, where)
+        frames = open_frames(url, ds, storage_options, where)
+        col_group = group.get(self.options["columns"]) if "columns" in self.options else ds.parent
+        if not isinstance(col_group, h5py.Group):
+            raise LayoutError(
+                f"{where}: columns group {self.options.get('columns')!r} is missing; check "
+                "the layout option 'columns'"
             )
-            if not isinstance(col_group, h5py.Group):
-                raise LayoutError(
-                    f"{where}: columns group {self.options.get('columns')!r} is missing; check "
-                    "the layout option 'columns'"
-                )
-            monitors = self.monitors()
-            columns, roles = {}, {}
-            for name, obj in col_group.items():
-                if isinstance(obj, h5py.Dataset) and obj.ndim == 1:
-                    columns[name] = obj[()]
-                    roles[name] = "monitor" if name in monitors else "positioner"
-            attrs = {"title": _text(group.attrs.get("title", "")), "layout": self.name}
-            mask = PixelMask(
-                None, invalid_value(ds.dtype, self.options.get("invalid_value", "auto"))
-            )
-        finally:
-            handle.close()
+        monitors = self.monitors()
+        columns, roles = {}, {}
+        for name, obj in col_group.items():
+            if isinstance(obj, h5py.Dataset) and obj.ndim == 1:
+                columns[name] = obj[()]
+                roles[name] = "monitor" if name in monitors else "positioner"
+        attrs = {"title": _text(group.attrs.get("title", "")), "layout": self.name}
+        mask = PixelMask(None, invalid_value(ds.dtype, self.options.get("invalid_value", "auto")))
         sources = tuple(u for u in frames.sources if u != url)
         return ScanContent(
             url, frames, columns, roles, attrs, fragment=fragment, sources=sources, mask=mask

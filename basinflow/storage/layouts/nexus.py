@@ -10,16 +10,15 @@ names), ``invalid_value`` (``auto``, a number, or ``null``). The entry is the te
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import h5py
 import numpy as np
 
 from basinflow.errors import LayoutError, NotFound
-from basinflow.storage import hdf5, sources
+from basinflow.storage import sources
 from basinflow.storage.layouts import nxrules
-from basinflow.storage.layouts.base import Layout, PixelMask, ScanContent, invalid_value
+from basinflow.storage.layouts.base import HDF5Layout, PixelMask, ScanContent, invalid_value
 from basinflow.storage.layouts.frames import open_frames
 
 # kept for layouts that import them from here
@@ -73,38 +72,29 @@ def detector_mask(ds: h5py.Dataset, image: tuple[int, ...], url: str, option: An
     return PixelMask(pixels, invalid_value(ds.dtype, option), source)
 
 
-class NexusLayout(Layout):
+class NexusLayout(HDF5Layout):
     """Reads ``NXdata`` ``signal``/``axes``, ``NXdetector``, ``NXpositioner``, ``NXmonitor``."""
 
     name = "nexus"
 
-    def read(
-        self, url: str, fragment: str | None, storage_options: Mapping[str, Any] | None = None
-    ) -> ScanContent:
-        where = f"{url}#{fragment or ''}"
-        handle = hdf5.open_h5(url, storage_options)
-        try:
-            entry, through = scan_group(handle, url, fragment, storage_options, "NeXus entry group")
-            nxdata = find_nxdata(entry)
-            info = nxrules.read_nxdata(nxdata) if nxdata is not None else None
-            ds = self._frames(entry, info, url, where, storage_options, through)
-            content = ScanContent(url, None, {}, {}, fragment=fragment)
-            if ds is not None:
-                self._image(content, ds, info, url, where, storage_options)
-            self._counters(content, entry, info, ds)
-            content.attrs.update(
-                {
-                    "title": _text(entry["title"][()]) if "title" in entry else "",
-                    "layout": self.name,
-                }
-            )
-            if "start_time" in entry:
-                content.attrs["start_time"] = _text(entry["start_time"][()])
-            content.sources = tuple(
-                dict.fromkeys(u for u in (*through, *content.sources) if u != url)
-            )
-        finally:
-            handle.close()
+    def read_open(self, handle, url, fragment, storage_options, where) -> ScanContent:
+        entry, through = scan_group(handle, url, fragment, storage_options, "NeXus entry group")
+        nxdata = find_nxdata(entry)
+        info = nxrules.read_nxdata(nxdata) if nxdata is not None else None
+        ds = self._frames(entry, info, url, where, storage_options, through)
+        content = ScanContent(url, None, {}, {}, fragment=fragment)
+        if ds is not None:
+            self._image(content, ds, info, url, where, storage_options)
+        self._counters(content, entry, info, ds)
+        content.attrs.update(
+            {
+                "title": _text(entry["title"][()]) if "title" in entry else "",
+                "layout": self.name,
+            }
+        )
+        if "start_time" in entry:
+            content.attrs["start_time"] = _text(entry["start_time"][()])
+        content.sources = tuple(dict.fromkeys(u for u in (*through, *content.sources) if u != url))
         return content
 
     # -- frames ----------------------------------------------------------------------------
