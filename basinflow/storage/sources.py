@@ -194,13 +194,19 @@ def stack_of(
     pieces = []
     for vs, url, dset in virtual_sources(ds, holder_url):
         vbox, sbox = _box(vs.vspace), _box(vs.src_space)
-        if vbox is None or sbox is None:
+        if vbox is None:
             return None
         (v0, *vrest), (v1, *vrest_stop) = vbox
-        src_shape = tuple(vs.src_space.shape)
         if tuple(vrest) != (0,) * (len(shape) - 1) or tuple(vrest_stop) != shape[1:]:
             return None
         n = v1 - v0
+        src_shape = tuple(vs.src_space.shape)
+        if sbox is None and not src_shape:
+            # "the whole source" (HDF5 2 reports no extent for it): a block of n frames
+            src_shape = (n, *shape[1:])
+            sbox = ((0,) * len(shape), src_shape)
+        if sbox is None:
+            return None
         if src_shape == shape[1:] and n == 1:  # one image per source
             part = make_part(url, dset, (1, *src_shape), storage_options)
             pieces.append((v0, n, part, 0))

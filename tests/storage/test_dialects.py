@@ -12,6 +12,7 @@ import basinflow as bf
 from basinflow import errors
 from basinflow.recipes.registry import get_recipe
 from basinflow.storage import codecs
+from basinflow.storage.sources import VirtualStack
 
 RNG = np.random.default_rng(7)
 
@@ -75,6 +76,9 @@ def test_vds_reads_per_source_and_its_sources_are_pinned(tmp_path):
         np.testing.assert_array_equal(raw.frames.values, f["entry/data/data"][()])
     np.testing.assert_array_equal(raw.omega.values, np.arange(6.0))
     assert max(raw.frames.data.chunks[0]) <= 2  # never the whole stack in one chunk
+    stack = scan._indexed.source  # read per source file, each on the direct chunk path
+    assert isinstance(stack, VirtualStack) and len(stack.parts) == 3
+    assert all(p.index is not None for p in stack.parts)
     pin = scan.pin
     assert len(pin["sources"]) == 3
     with h5py.File(tmp_path / "p/det/data_000002.h5", "a") as f:
@@ -279,3 +283,38 @@ def test_plain_hdf5_image_needs_one_config_line(tmp_path):
     raw = repo["p"]["s1"].raw
     with h5py.File(tmp_path / "p/s1.h5") as f:
         np.testing.assert_array_equal(raw.frames.values, f["scan/detector/image"][()][None])
+
+
+def test_vds_frames_mapped_to_no_source_are_an_error(tmp_path):
+    """An aborted BLISS scan: the VDS is declared longer than its sources."""
+    (tmp_path / "p").mkdir()
+    frames = _frames(6)
+    with h5py.File(tmp_path / "p/det.h5", "w") as f:
+        f["data"] = frames[:4]
+    layout = h5py.VirtualLayout(shape=frames.shape, dtype=frames.dtype)
+    layout[0:4] = h5py.VirtualSource("det.h5", "data", (4, *frames.shape[1:]))
+    with h5py.File(tmp_path / "p/s1.h5", "w") as f:
+        d = _nxentry(f).create_group("data")
+        d.attrs.update({"NX_class": "NXdata", "signal": "data"})
+        d.create_virtual_dataset("data", layout, fillvalue=0)
+    with pytest.raises(errors.LayoutError, match=r"frames 4\.\.5 .* map to no source"):
+        _repo(tmp_path)["p"]["s1"].raw  # noqa: B018
+
+
+def test_truncated_bslz4_chunk_is_a_layout_error(tmp_path):
+    (tmp_path / "p").mkdir()
+    frames = _frames(3, 40, 40)
+    with h5py.File(tmp_path / "p/s1.h5", "w") as f:
+        d = _nxentry(f).create_group("data")
+        d.attrs.update({"NX_class": "NXdata", "signal": "data"})
+        ds = d.create_dataset(
+            "data", data=frames, chunks=(1, 40, 40), **hdf5plugin.Bitshuffle(cname="lz4")
+        )
+        info = ds.id.get_chunk_info(1)
+    with open(tmp_path / "p/s1.h5", "r+b") as fh:  # cut chunk 1's block size field
+        fh.seek(info.byte_offset + 12)
+        fh.write((2**31).to_bytes(4, "big"))
+    raw = _repo(tmp_path)["p"]["s1"].raw
+    np.testing.assert_array_equal(raw.frames[0].values, frames[0])
+    with pytest.raises(errors.LayoutError, match="corrupt bslz4 chunk"):
+        raw.frames[1].values  # noqa: B018
