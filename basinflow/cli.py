@@ -83,10 +83,11 @@ def samples(
 def ls(
     repository: Annotated[str, typer.Argument(help="repository name (with --config) or template")],
     proposal: Annotated[str | None, typer.Argument(help="list this proposal's scans")] = None,
+    config: ConfigOpt = None,
+    # after ``config``: callers passing (repository, proposal, config) positionally keep working
     scan: Annotated[
         str | None, typer.Argument(help="only this scan (exit 1 if unreadable)")
     ] = None,
-    config: ConfigOpt = None,
 ) -> None:
     """List proposals, or a proposal's scans with summary columns and a status column.
 
