@@ -318,3 +318,25 @@ def test_truncated_bslz4_chunk_is_a_layout_error(tmp_path):
     np.testing.assert_array_equal(raw.frames[0].values, frames[0])
     with pytest.raises(errors.LayoutError, match="corrupt bslz4 chunk"):
         raw.frames[1].values  # noqa: B018
+
+
+def test_a_changed_detector_file_makes_the_cooked_output_stale(tmp_path):
+    """The referrer's input pin covers the VDS sources: cooked once, skipped while nothing
+    changes, cooked again when a detector file changes, with the new values."""
+    from basinflow.tasks.cooking import cook
+
+    frames = _frames()
+    _vds_file(tmp_path, frames)
+    repo = _repo(tmp_path)
+    scan = repo["p"]["s1"]
+    out = f"file://{tmp_path}/out/{{scan}}.h5"
+    regions = {"all": [0, 8, 0, 10]}
+    assert cook(scan, "roi", out, regions=regions).status == "cooked"
+    assert cook(repo.refresh()["p"]["s1"], "roi", out, regions=regions).status == "skipped"
+    with h5py.File(tmp_path / "p/det/data_000001.h5", "a") as f:
+        f["data"][0] = 0  # frame 2 of the scan
+    scan = repo.refresh()["p"]["s1"]
+    assert cook(scan, "roi", out, regions=regions).status == "cooked"
+    ds = bf.open_referrer(out.format(scan="s1"), trusted=[repo])
+    assert float(ds.intensity[2, 0]) == 0.0
+    assert float(ds.intensity[3, 0]) == float(frames[3].sum())
