@@ -314,8 +314,9 @@ class Scan:
         pin = fs.pin(self.pin_url, self.storage_options)
         # frames in other files (VDS sources, external links) are part of what the scan
         # is: a detector file that appears or changes makes cooked outputs stale
-        content = self.__dict__.get("_content")
-        extra = content.sources if content is not None else ()
+        # (the scan's metadata is read for it: a pin without them would call a scan
+        # unchanged whose detector file changed)
+        extra = self.content.sources
         if extra:
             pin["sources"] = {u: fs.pin(u, self.storage_options) for u in extra}
         return pin
