@@ -31,6 +31,15 @@ def _nxentry(f, name="entry"):
     return e
 
 
+def _signal_file(path, frames, **create):
+    """``entry/data`` (NXdata) whose signal ``data`` is ``frames``, stored as ``create`` says."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        d = _nxentry(f).create_group("data")
+        d.attrs.update({"NX_class": "NXdata", "signal": "data"})
+        d.create_dataset("data", data=frames, **create)
+
+
 def _vds_file(root, frames, per=2, drop=None):
     """A NXmx/BLISS-like scan: entry/data/data is a VDS over detector files beside it."""
     (root / "p" / "det").mkdir(parents=True)
@@ -165,12 +174,8 @@ def test_single_image_and_mesh(tmp_path):
 
 
 def test_contiguous_stack_is_chunked_per_frame(tmp_path):
-    (tmp_path / "p").mkdir()
     frames = _frames(10, 32, 32)
-    with h5py.File(tmp_path / "p/s1.h5", "w") as f:
-        d = _nxentry(f).create_group("data")
-        d.attrs.update({"NX_class": "NXdata", "signal": "data"})
-        d.create_dataset("data", data=frames)  # contiguous, like LIMA
+    _signal_file(tmp_path / "p/s1.h5", frames)  # contiguous, like LIMA
     raw = _repo(tmp_path, chunk_mb=3 * 32 * 32 * 4 / 2**20)["p"]["s1"].raw
     assert raw.frames.data.chunks[0] == (3, 3, 3, 1)
     np.testing.assert_array_equal(raw.frames.values, frames)
@@ -178,13 +183,9 @@ def test_contiguous_stack_is_chunked_per_frame(tmp_path):
 
 @pytest.mark.parametrize("codec", ["bslz4", "lz4"])
 def test_detector_codecs_equal_hdf5plugin(tmp_path, codec):
-    (tmp_path / "p").mkdir()
     frames = _frames(5, 37, 29)  # 1073 pixels: not a multiple of 8 (the unshuffled tail)
     filt = hdf5plugin.Bitshuffle(cname="lz4") if codec == "bslz4" else hdf5plugin.LZ4()
-    with h5py.File(tmp_path / "p/s1.h5", "w") as f:
-        d = _nxentry(f).create_group("data")
-        d.attrs.update({"NX_class": "NXdata", "signal": "data"})
-        d.create_dataset("data", data=frames, chunks=(1, 37, 29), **filt)
+    _signal_file(tmp_path / "p/s1.h5", frames, chunks=(1, 37, 29), **filt)
     scan = _repo(tmp_path)["p"]["s1"]
     raw = scan.raw
     assert scan._indexed.source.codec == codec  # the direct path, not h5py
@@ -302,15 +303,11 @@ def test_vds_frames_mapped_to_no_source_are_an_error(tmp_path):
 
 
 def test_truncated_bslz4_chunk_is_a_layout_error(tmp_path):
-    (tmp_path / "p").mkdir()
     frames = _frames(3, 40, 40)
-    with h5py.File(tmp_path / "p/s1.h5", "w") as f:
-        d = _nxentry(f).create_group("data")
-        d.attrs.update({"NX_class": "NXdata", "signal": "data"})
-        ds = d.create_dataset(
-            "data", data=frames, chunks=(1, 40, 40), **hdf5plugin.Bitshuffle(cname="lz4")
-        )
-        info = ds.id.get_chunk_info(1)
+    bslz4 = hdf5plugin.Bitshuffle(cname="lz4")
+    _signal_file(tmp_path / "p/s1.h5", frames, chunks=(1, 40, 40), **bslz4)
+    with h5py.File(tmp_path / "p/s1.h5") as f:
+        info = f["entry/data/data"].id.get_chunk_info(1)
     with open(tmp_path / "p/s1.h5", "r+b") as fh:  # cut chunk 1's block size field
         fh.seek(info.byte_offset + 12)
         fh.write((2**31).to_bytes(4, "big"))
