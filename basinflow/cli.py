@@ -84,8 +84,15 @@ def ls(
     repository: Annotated[str, typer.Argument(help="repository name (with --config) or template")],
     proposal: Annotated[str | None, typer.Argument(help="list this proposal's scans")] = None,
     config: ConfigOpt = None,
+    # after ``config``: callers passing (repository, proposal, config) positionally keep working
+    scan: Annotated[
+        str | None, typer.Argument(help="only this scan (exit 1 if unreadable)")
+    ] = None,
 ) -> None:
-    """List proposals, or a proposal's scans with summary columns."""
+    """List proposals, or a proposal's scans with summary columns and a status column.
+
+    Every scan is a row: an unreadable one says so (its reason is printed below the table)
+    and the listing goes on; asking for one scan that is unreadable is an error."""
     repo = _repository(repository, config)
     if proposal is None:
         out.print(f"[bold]{escape(repo.name)}[/bold] {escape(repo.url)}", highlight=False)
@@ -96,18 +103,31 @@ def ls(
         return
     prop = repo[proposal]
     title = escape(f"{repo.name} / {prop.key}")
-    t = Table("scan", "type", "frames", "axes", "detector", title=title)
-    for key in prop.scans():
-        s = prop[key].summary
+    t = Table("scan", "status", "type", "frames", "axes", "detector", title=title)
+    reasons: list[str] = []
+    for key in [scan] if scan is not None else prop.scans():
+        try:
+            s = prop[key].summary
+        except Error as exc:
+            if scan is not None:
+                raise
+            # a listing is total: an unreadable scan is a row, not the end of the table
+            t.add_row(escape(key), "[red]unreadable[/red]")
+            reasons.append(f"{key}: {' '.join(str(exc).split())}")
+            continue
         axes = ", ".join(f"{a} {lo:.4g}..{hi:.4g}" for a, (lo, hi) in s["axes"].items())
+        detector = s["detector"]
         t.add_row(
             key,
+            "ok",
             escape(s["type"]),
             str(s["frames"]),
             axes,
-            f"{s['detector'][0]}x{s['detector'][1]} {s['dtype']}",
+            f"{'x'.join(str(d) for d in detector)} {s['dtype']}" if detector else "counters",
         )
     out.print(t)
+    for line in reasons:
+        out.print(f"unreadable {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

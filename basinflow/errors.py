@@ -74,6 +74,11 @@ class NotHDF5Error(LayoutError):
     """A file that should be HDF5 is not (or is truncated)."""
 
 
+class MissingSourceError(LayoutError, FileNotFoundError):
+    """Frames live in other files (an HDF5 virtual dataset's sources, an external link's
+    target) and one of them is absent: HDF5 would return fill values; we refuse."""
+
+
 class ManifestError(LayoutError):
     """A TIFF-stack manifest is malformed."""
 
@@ -184,6 +189,11 @@ class BasinflowWarning(UserWarning):
 
 class StaleBasinWarning(BasinflowWarning):
     """A stale basin was read because the caller opted out of the pin check."""
+
+
+class UnlistedEntriesWarning(BasinflowWarning):
+    """Entries of a listing that are not scans (broken links, invalid keys): named, not
+    silently dropped."""
 
 
 class MissingBasinWarning(BasinflowWarning):

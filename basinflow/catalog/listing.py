@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import h5py
 
 from basinflow.catalog.template import Template, parse_component
-from basinflow.errors import NotFound, TemplateError
+from basinflow.errors import NotFound, TemplateError, UnlistedEntriesWarning
 from basinflow.keys import is_valid_key, natural_sorted
 from basinflow.storage import fs, hdf5
 
@@ -22,9 +23,23 @@ def list_keys(
     template: Template, field: str, storage_options: Mapping[str, Any] | None = None
 ) -> list[str]:
     """Distinct valid keys of ``field`` in natural order (other fields already filled)."""
+    unlisted: dict[str, str] = {}
     found = _from_path(template, field, storage_options)
     if found is None:
-        found = _from_fragment(template, field, storage_options)
+        found = _from_fragment(template, field, storage_options, unlisted)
+    for k in found:
+        if not is_valid_key(k):
+            unlisted[k] = "not a valid key (letters, digits, '.', '_', '-')"
+    if unlisted:
+        # a listing is total: what is not a scan is named here, once, with its reason
+        shown = "; ".join(f"{k!r}: {why}" for k, why in sorted(unlisted.items())[:20])
+        more = f"; and {len(unlisted) - 20} more" if len(unlisted) > 20 else ""
+        warnings.warn(
+            f"{template.text}: {len(unlisted)} entr{'y is' if len(unlisted) == 1 else 'ies are'} "
+            f"not listed as {field}s: {shown}{more}",
+            UnlistedEntriesWarning,
+            stacklevel=3,
+        )
     return natural_sorted({k for k in found if is_valid_key(k)})
 
 
@@ -89,7 +104,9 @@ def _glob_index(template: Template, pattern: str, storage_options) -> list[str] 
         base = base.rsplit("/", 1)[0]
 
 
-def _from_fragment(template: Template, field: str, storage_options) -> set[str]:
+def _from_fragment(
+    template: Template, field: str, storage_options, unlisted: dict[str, str]
+) -> set[str]:
     spec = template.fragment_parts_for(field)
     if spec is None:
         raise TemplateError(f"template {template.text!r} has no {{{field}}} field")
@@ -110,7 +127,13 @@ def _from_fragment(template: Template, field: str, storage_options) -> set[str]:
                     if isinstance(child, h5py.Group):
                         nxt.append((child, got))
                     continue
-                names = [n for n, o in g.items() if isinstance(o, h5py.Group)]
+                names = []
+                for name in g:
+                    obj = g.get(name)
+                    if isinstance(obj, h5py.Group):
+                        names.append(name)
+                    elif obj is None and parse_component(comp, [name]):
+                        unlisted[name] = _broken(g, name)
                 for name in names:
                     for fields in parse_component(comp, [name]):
                         nxt.append((g[name], {**got, **fields}))
@@ -118,3 +141,13 @@ def _from_fragment(template: Template, field: str, storage_options) -> set[str]:
         return {got[field] for _, got in groups if field in got}
     finally:
         handle.close()
+
+
+def _broken(group: h5py.Group, name: str) -> str:
+    """Why a member that should be a scan cannot be opened (an absent link target)."""
+    link = group.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        return f"external link to {link.filename!r}#{link.path}, which cannot be opened"
+    if isinstance(link, h5py.SoftLink):
+        return f"soft link to {link.path}, which does not exist"
+    return "cannot be opened"

@@ -311,7 +311,15 @@ class Scan:
         """What the scan's file is now (size, mtime/ETag, content id)."""
         from basinflow.storage import fs
 
-        return fs.pin(self.pin_url, self.storage_options)
+        pin = fs.pin(self.pin_url, self.storage_options)
+        # frames in other files (VDS sources, external links) are part of what the scan
+        # is: a detector file that appears or changes makes cooked outputs stale
+        # (the scan's metadata is read for it: a pin without them would call a scan
+        # unchanged whose detector file changed)
+        extra = self.content.sources
+        if extra:
+            pin["sources"] = {u: fs.pin(u, self.storage_options) for u in extra}
+        return pin
 
     @property
     def pin_url(self) -> str:
@@ -345,7 +353,7 @@ class Scan:
 
         content = self.content
         frames = content.frames
-        if hasattr(frames, "with_index"):
+        if frames is not None and hasattr(frames, "with_index"):
             frames = self.__dict__.setdefault("_indexed", frames.with_index())
         return to_dataset(
             replace(content, frames=frames), self.identity, chunk_bytes=self.repository.chunk_bytes

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from basinflow.errors import LayoutError, RecipeError
 from basinflow.recipes.base import InputRef, OutputSpec, Recipe
+from basinflow.recipes.masking import detector_mask, masked
 
 VERSION = "1.0.0"
 
@@ -120,7 +121,9 @@ def normalize(
         else da.from_array(np.asarray(var.data), chunks=(1, -1, -1))
     )
     shape = tuple(var.shape[1:])
-    out = data.astype(np.float32)
+    # detector gap/dead pixels are NaN in the output: not counts, never corrected as such
+    mask = detector_mask(raw, var)
+    out = masked(data, mask).astype(np.float32)
     dark = _correction("dark", sp.dark, inputs, shape)
     if dark is not None:
         out = out - dark
@@ -163,6 +166,7 @@ def normalize(
             )
         },
         coords=coords,
+        attrs={"mask": mask.text} if mask.text else {},
     )
 
 

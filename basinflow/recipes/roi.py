@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from basinflow.errors import LayoutError, RecipeError
 from basinflow.recipes.base import OutputSpec, Recipe
 from basinflow.recipes.chunking import grouped_blocks
+from basinflow.recipes.masking import detector_mask, masked
 
 VERSION = "1.0.0"
 
@@ -89,7 +90,9 @@ def roi(
     data = var.data
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=(1, -1, -1))
-    data = data.rechunk({1: -1, 2: -1})
+    # detector gap/dead pixels become NaN: left out of the sums, counted in ``nonfinite``
+    mask = detector_mask(raw, var)
+    data = masked(data, mask).rechunk({1: -1, 2: -1})
     k = len(names)
     both = grouped_blocks(
         functools.partial(_roi_chunks, rects=rects),
@@ -126,10 +129,15 @@ def roi(
                     "normalized_by": sp.normalize_by or "",
                 },
             ),
-            "nonfinite": ((index, "roi"), bad, {"long_name": "NaN/inf pixels left out"}),
+            "nonfinite": (
+                (index, "roi"),
+                bad,
+                {"long_name": "NaN/inf and masked pixels left out"},
+            ),
             "pixels": (("roi",), pixels, {"long_name": "pixels per region"}),
         },
         coords=coords,
+        attrs={"mask": mask.text} if mask.text else {},
     )
 
 

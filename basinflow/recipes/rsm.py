@@ -46,6 +46,7 @@ from basinflow.recipes.grid import (
     detector_extent,
     normalize_qsize,
 )
+from basinflow.recipes.masking import detector_mask, masked
 
 VERSION = "1.0.0"
 SPLIT_EVERY = 8  # partials summed per reduction task
@@ -519,6 +520,16 @@ def rsm(
         with np.errstate(divide="ignore"):
             scale = 1.0 / _column(raw, sp.normalize_by, "normalize_by variable", n)
     mask = _mask(raw, sp, roi)
+    # the detector's own mask: static pixels join the spice mask (the kernel skips them);
+    # invalid values (gap/dead pixels in each frame) become NaN, left out and counted
+    # in ``nonfinite`` like any non-finite pixel
+    detector = detector_mask(raw, raw[sp.frames])
+    if detector.pixels is not None:
+        pixels = detector.pixels
+        if pixels.shape == tuple(sp.imageSize) and pixels.shape != mask.shape:
+            pixels = pixels[roi[0] : roi[1], roi[2] : roi[3]]
+        mask = np.ascontiguousarray(mask | pixels)
+    frames = masked(frames, detector, pixels=False)
     if grid.nbins >= 2**31:
         raise RecipeError(f"the grid has {grid.nbins} bins; keep it below 2**31 (reduce qsize)")
 
@@ -600,6 +611,7 @@ def rsm(
             "lo <= q <= hi goes to bin rint((q-lo)/step); intensity = sum/count, NaN if empty",
             "frames_used": n,
             "index_dim": index_dim,
+            **({"mask": detector.text} if detector.text else {}),
         },
     )
     return out

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
+import hdf5plugin  # noqa: F401  registers Bitshuffle-LZ4, LZ4, Blosc, Zstd... filters for h5py
 import numpy as np
 from xarray.backends import CachingFileManager
 
 from basinflow.errors import Error, LayoutError, NotFound, NotHDF5Error
-from basinflow.storage import deflate, fs, retry
+from basinflow.storage import codecs, deflate, fs, retry
 from basinflow.storage.shuffle import unshuffle
 
 _DAMAGED = "the file is damaged or truncated: copy it again from its source, or leave the scan out"
@@ -146,6 +147,16 @@ class ChunkIndex:
 _DIRECT_FILTERS = {"gzip", "shuffle"}
 
 
+def _codec(filters: Mapping[str, Any]) -> str | None:
+    """The detector codec of a one-filter pipeline the direct path decodes, else ``None``."""
+    if set(filters) == {str(codecs.BSHUF_LZ4)}:
+        cd = tuple(filters[str(codecs.BSHUF_LZ4)])
+        return "bslz4" if len(cd) > 4 and cd[4] == 2 else None
+    if set(filters) == {str(codecs.LZ4)}:
+        return "lz4"
+    return None
+
+
 def _int_slice(i: int, n: int) -> slice:
     if not -n <= i < n:
         raise IndexError(f"index {i} is out of bounds for axis of size {n}")
@@ -153,7 +164,7 @@ def _int_slice(i: int, n: int) -> slice:
     return slice(i, i + 1)
 
 
-def _holder(url: str, ds: h5py.Dataset) -> str:
+def holder_url(url: str, ds: h5py.Dataset) -> str:
     """``url``, or the local file libhdf5 opened for ``ds`` if that is another one."""
     path = fs.local_path(url)
     if path is None:
@@ -181,6 +192,8 @@ class H5Array:
     shuffle: bool = False
     deflate: bool = False
     fill: Any = 0
+    #: "bslz4" or "lz4" for detector chunks decoded by :mod:`basinflow.storage.codecs`
+    codec: str | None = None
     ndim: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -206,7 +219,7 @@ class H5Array:
         :meth:`with_index`): a remote file is then opened once for metadata, not twice.
         """
         arr = cls(
-            _holder(url, ds),
+            holder_url(url, ds),
             ds.name,
             tuple(ds.shape),
             ds.dtype,
@@ -217,11 +230,19 @@ class H5Array:
 
     @property
     def storage_chunks(self) -> tuple[int, ...]:
+        # a contiguous stack is read frame by frame: one storage "chunk" per frame, so Dask
+        # chunks grow by frames up to their byte target instead of being the whole stack
+        if self.chunks is None and len(self.shape) >= 3:
+            return (1, *self.shape[1:])
         return self.chunks or self.shape
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.url,)
 
     def with_index(self) -> H5Array:
         """Read the chunk index (metadata only) and enable direct reads where possible."""
-        if self.index is not None or self.dtype.byteorder == ">":
+        if self.index is not None:
             return self
         handle = open_h5(self.url, self.storage_options)
         try:
@@ -232,10 +253,17 @@ class H5Array:
     def _indexed(self, ds: h5py.Dataset) -> H5Array:
         """This array with the chunk index of the open ``ds`` (self where direct reads
         cannot serve: other filters, big-endian data, frames split across chunks)."""
-        if self.index is not None or self.dtype.byteorder == ">":
+        if self.index is not None or ds.dtype.byteorder == ">":
             return self
+        if ds.dtype != self.dtype or tuple(ds.shape) != self.shape or ds.chunks != self.chunks:
+            # a source of a virtual dataset, described before its file was opened
+            return H5Array(
+                self.url, self.path, tuple(ds.shape), ds.dtype, ds.chunks, self.storage_options
+            )._indexed(ds)
         filters = set(ds._filters)
-        if not filters <= _DIRECT_FILTERS or not self.shape or self.shape[0] == 0:
+        codec = _codec(ds._filters)
+        direct = filters <= _DIRECT_FILTERS or codec is not None
+        if not direct or not self.shape or self.shape[0] == 0 or ds.is_virtual:
             return self
         fill = ds.fillvalue
         if ds.chunks is None:
@@ -274,6 +302,7 @@ class H5Array:
             shuffle="shuffle" in filters,
             deflate="gzip" in filters,
             fill=fill,
+            codec=codec,
         )
 
     # -- reading ------------------------------------------------------------------------------
@@ -336,6 +365,18 @@ class H5Array:
         raise translated
 
     def _decode(self, raw: bytes, mask: int, items: int) -> np.ndarray:
+        if self.codec is not None and not mask & 1:
+            try:
+                data = (
+                    codecs.bslz4_decode(raw, self.dtype.itemsize)
+                    if self.codec == "bslz4"
+                    else codecs.lz4_decode(raw)
+                )
+            except codecs.CodecError as exc:
+                raise LayoutError(
+                    f"{self.url}#{self.path}: corrupt {self.codec} chunk ({exc}); {_DAMAGED}"
+                ) from exc
+            return self._values(data, items)
         # HDF5 applies filters in pipeline order (shuffle, then deflate) when writing;
         # bit i of the mask set means filter i was skipped for this chunk.
         order = [f for f in ("shuffle", "deflate") if getattr(self, f)]
@@ -352,6 +393,9 @@ class H5Array:
                     ) from exc
             else:
                 data = unshuffle(data, self.dtype.itemsize)
+        return self._values(data, items)
+
+    def _values(self, data, items: int) -> np.ndarray:
         out = np.frombuffer(data, self.dtype)
         if out.size != items:
             raise LayoutError(

@@ -44,7 +44,18 @@ def up_to_date(request: CookRequest, raw_options: Mapping[str, Any] | None = Non
     wanted = {request.scan_url: request.pin_url, **{i.url: i.pin_url for i in request.inputs}}
     if set(pins) != set(wanted):
         return False
-    return all(fs.pin_matches(pins[url], wanted[url], raw_options) for url in wanted)
+    return all(_pins_match(pins[url], wanted[url], raw_options) for url in wanted)
+
+
+def _pins_match(recorded: Mapping[str, Any], url: str, options) -> bool:
+    """The scan's file still is what ``recorded`` pinned, and so is every other file its
+    frames live in (VDS sources, external-link targets: ``recorded["sources"]``)."""
+    try:
+        return fs.pin_matches(recorded, url, options) and all(
+            fs.pin_matches(p, u, options) for u, p in (recorded.get("sources") or {}).items()
+        )
+    except NotFound:  # a file it was made from is gone: not up to date (a recook says why)
+        return False
 
 
 def pointer_behind(request: CookRequest) -> bool:

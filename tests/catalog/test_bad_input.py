@@ -470,5 +470,22 @@ def test_cli_unreachable(capsys, untouched):
 
 
 def test_cli_broken_scan(capsys, bad_local):
-    line = _cli_error(capsys, ["ls", f"{bad_local.as_uri()}/g/{{proposal}}.h5#{{scan}}", "zero"])
+    """Asked for one scan that is unreadable: one error line, exit 1."""
+    repo = f"{bad_local.as_uri()}/g/{{proposal}}.h5#{{scan}}"
+    line = _cli_error(capsys, ["ls", repo, "zero", "s1"])
     assert "zero frames" in line
+
+
+def test_cli_listing_is_total(capsys, bad_local):
+    """A proposal with an unreadable scan: the table has every scan, a status column says
+    which are unreadable, the reason follows, and the exit code is 0."""
+    from basinflow.cli import main
+
+    repo = f"{bad_local.as_uri()}/g/{{proposal}}.h5#{{scan}}"
+    with pytest.raises(SystemExit) as e:
+        main(["ls", repo, "zero"])
+    assert e.value.code == 0
+    out, err = capsys.readouterr()
+    assert "status" in out and "unreadable" in out
+    assert "zero frames" in " ".join(out.split())
+    assert "Traceback" not in out + err

@@ -6,6 +6,8 @@ through the ``basinflow.layouts`` entry-point group.
 
 from __future__ import annotations
 
+import h5py
+
 from basinflow.errors import ConfigError, LayoutError
 from basinflow.plugins import Registry
 from basinflow.storage.layouts.base import Layout, ScanContent, summarize, to_dataset
@@ -45,14 +47,25 @@ def layout_class(name: str) -> type[Layout]:
 
 
 def detect(url: str, fragment: str | None, storage_options=None) -> str:
-    """Guess a layout: directories are TIFF stacks; NeXus entries have ``NX_class``."""
+    """Guess a layout: directories are TIFF stacks; a BLISS writer's file (root
+    ``@publisher``/``@creator``) or an ``NXentry`` with ``measurement/`` is BLISS; NeXus
+    entries have ``NX_class``; the rest is scans as plain groups."""
     if url.endswith("/"):
         return "tiff"
     from basinflow.storage import hdf5
+    from basinflow.storage.layouts.nxrules import text
 
     handle = hdf5.open_h5(url, storage_options)
     try:
-        obj = hdf5.get_object(handle, fragment or "/", "scan")
+        root = handle.file
+        writer = " ".join(text(root.attrs.get(k, "")) for k in ("publisher", "creator")).lower()
+        path = fragment if fragment not in (None, "", "*") else "/"
+        obj = hdf5.get_object(handle, path, "scan")
+        entry_with_measurement = text(obj.attrs.get("NX_class", "")) == "NXentry" and isinstance(
+            obj.get("measurement"), h5py.Group
+        )
+        if "bliss" in writer or entry_with_measurement:
+            return "bliss"
         if obj.attrs.get("NX_class") is not None or any(
             hasattr(v, "attrs") and v.attrs.get("NX_class") is not None for v in obj.values()
         ):

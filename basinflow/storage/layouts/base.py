@@ -8,6 +8,7 @@ own file family by writing one :class:`Layout` subclass.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,44 @@ from basinflow.errors import LayoutError
 
 FRAME_DIMS = ("index", "y", "x")
 DEFAULT_MONITORS = frozenset({"monitor", "mon", "i0", "ion_chamber", "izero"})
+#: monitor names beamlines write (ESRF BLISS ``I0``, ``I0t``, ``mon3``, ``*_I0t``...), matched
+#: case-insensitively against a column's whole name
+MONITOR_PATTERN = re.compile(
+    r"(.*_)?(i0t?|i00|izero|mon\d*|monitor|ion_chamber)(_raw|_corr)?", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class PixelMask:
+    """Pixels a detector marks as not counts: a static mask and/or an invalid value.
+
+    ``pixels`` is ``(y, x)`` bool, True = excluded (NeXus ``pixel_mask`` != 0);
+    ``invalid`` a value that marks a gap or dead pixel in every frame (Eiger/LIMA write
+    ``2**32 - 1`` in uint32 frames). ``source`` says where each came from, for provenance.
+    """
+
+    pixels: np.ndarray | None = None
+    invalid: int | float | None = None
+    source: str = ""
+
+    def describe(self) -> str:
+        parts = []
+        if self.pixels is not None:
+            parts.append(f"pixel_mask {self.source} ({int(self.pixels.sum())} pixels)")
+        if self.invalid is not None:
+            parts.append(f"invalid value {self.invalid}")
+        return "; ".join(parts)
+
+
+def invalid_value(dtype: np.dtype, option: Any = "auto") -> int | float | None:
+    """The invalid-pixel value for frames of ``dtype``: the repository's layout option
+    ``invalid_value`` (a number, or ``null`` for none), else for ``auto`` the largest uint32
+    (a counting detector never records 2**32 - 1: Eiger/LIMA gap and dead pixels)."""
+    if option is None or option == "none":
+        return None
+    if option != "auto":
+        return option
+    return int(np.iinfo(np.uint32).max) if np.dtype(dtype) == np.uint32 else None
 
 
 class FrameSource(Protocol):
@@ -39,17 +78,32 @@ class FrameSource(Protocol):
 
 @dataclass
 class ScanContent:
-    """What a layout found: lazy frames, small columns, and their roles."""
+    """What a layout found: lazy frames (``None`` for a scan of counters only), small
+    columns, and their roles."""
 
     url: str
-    frames: FrameSource
+    frames: FrameSource | None
     columns: dict[str, np.ndarray]
-    roles: dict[str, str]  # column name -> "positioner" | "monitor"
+    roles: dict[str, str]  # column name -> "positioner" | "monitor" | "counter"
     attrs: dict[str, Any] = field(default_factory=dict)
     #: the file whose pin identifies the scan (the manifest of a TIFF directory)
     pin_url: str | None = None
     #: the path of the scan inside an HDF5 file (the template's ``#fragment``), if any
     fragment: str | None = None
+    #: other files the scan reads (VDS sources, external-link targets): part of its pin
+    sources: tuple[str, ...] = ()
+    mask: PixelMask | None = None
+    #: coordinates of the image axes (NXdata axes on pixel dims): name -> (dim, values)
+    pixel_coords: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    #: the scan's shape when frames come from a mesh (two or more scanned axes)
+    scan_shape: tuple[int, ...] = ()
+
+    @property
+    def points(self) -> int:
+        """Frames, or the points of a scan of counters only."""
+        if self.frames is not None:
+            return int(self.frames.shape[0])
+        return max((len(c) for c in self.columns.values()), default=0)
 
     @property
     def where(self) -> str:
@@ -57,23 +111,33 @@ class ScanContent:
         return f"{self.url}#{self.fragment}" if self.fragment else self.url
 
     def validate(self) -> ScanContent:
-        shape = tuple(self.frames.shape)
         where = self.where
-        if len(shape) != 3:
+        if self.frames is None:
+            if not self.columns:
+                raise LayoutError(
+                    f"{where}: no image and no counters found; set the repository's layout "
+                    "option 'frames' to the detector dataset (see docs/files.md)"
+                )
+            shape: tuple[int, ...] = (self.points,)
+        else:
+            shape = tuple(self.frames.shape)
+        if self.frames is not None and len(shape) != 3:
             raise LayoutError(
                 f"{where}: frames have shape {shape}; expected (frames, rows, columns); "
                 "point the layout's 'frames' option at the detector image stack"
             )
         if shape[0] == 0:
             raise LayoutError(
-                f"{where}: the scan has zero frames; nothing to read (an aborted scan? "
+                f"{where}: the scan has zero {'frames' if self.frames is not None else 'points'}; "
+                "nothing to read (an aborted scan? "
                 "wait until it is written, or leave it out)"
             )
         for name, col in self.columns.items():
             if col.ndim != 1 or len(col) != shape[0]:
+                what = "frames" if self.frames is not None else "points"
                 raise LayoutError(
                     f"{where}: column {name!r} has shape {col.shape} but there are "
-                    f"{shape[0]} frames; the scan is incomplete (wait until it is written) or "
+                    f"{shape[0]} {what}; the scan is incomplete (wait until it is written) or "
                     "the layout options are wrong (check 'frames' and 'columns')"
                 )
         return self
@@ -98,6 +162,34 @@ class Layout(ABC):
     def monitors(self) -> frozenset[str]:
         return frozenset(self.options.get("monitors") or DEFAULT_MONITORS)
 
+    def is_monitor(self, name: str) -> bool:
+        """A configured ``monitors`` list is the whole truth; else the usual names."""
+        if self.options.get("monitors"):
+            return name in self.options["monitors"]
+        return name.lower() in DEFAULT_MONITORS or bool(MONITOR_PATTERN.fullmatch(name))
+
+
+class HDF5Layout(Layout):
+    """A family of HDF5 files: the file is opened once for all metadata and closed after;
+    subclasses implement :meth:`read_open` on the open handle."""
+
+    def read(
+        self, url: str, fragment: str | None, storage_options: Mapping[str, Any] | None = None
+    ) -> ScanContent:
+        from basinflow.storage import hdf5
+
+        handle = hdf5.open_h5(url, storage_options)
+        try:
+            return self.read_open(handle, url, fragment, storage_options, f"{url}#{fragment or ''}")
+        finally:
+            handle.close()
+
+    @abstractmethod
+    def read_open(
+        self, handle, url: str, fragment: str | None, storage_options, where: str
+    ) -> ScanContent:
+        """Describe the scan from the open ``handle`` (``where``: its address for messages)."""
+
 
 def summarize(content: ScanContent) -> dict[str, Any]:
     """Cheap facts about a scan: type, frame count, scanned axes with ranges, detector."""
@@ -109,12 +201,13 @@ def summarize(content: ScanContent) -> dict[str, Any]:
         if hi > lo:
             axes[name] = (lo, hi)
     title = str(content.attrs.get("title", ""))
+    frames = content.frames
     return {
         "type": title.split()[0] if title else "unknown",
-        "frames": int(content.frames.shape[0]),
+        "frames": content.points,
         "axes": axes,
-        "detector": tuple(int(s) for s in content.frames.shape[1:]),
-        "dtype": str(np.dtype(content.frames.dtype)),
+        "detector": tuple(int(s) for s in frames.shape[1:]) if frames is not None else (),
+        "dtype": str(np.dtype(frames.dtype)) if frames is not None else "",
         "title": title,
     }
 
@@ -133,8 +226,36 @@ def frame_chunks(
 def to_dataset(
     content: ScanContent, identity: Mapping[str, Any], *, chunk_bytes: int = 32 * 2**20
 ) -> xr.Dataset:
-    """The scan as a lazy Dataset: ``frames(index, y, x)`` plus columns on ``index``."""
+    """The scan as a lazy Dataset: ``frames(index, y, x)`` plus columns on ``index``;
+    ``pixel_mask(y, x)`` and ``frames.attrs["invalid_value"]`` where the detector has them."""
     content.validate()
+    frames = content.frames
+    variables: dict[str, Any] = {}
+    attrs = {k: v for k, v in content.attrs.items() if isinstance(v, str | int | float)}
+    if frames is not None:
+        variables["frames"] = _frames_variable(content, identity, chunk_bytes)
+        for name, (dim, values) in content.pixel_coords.items():
+            variables[name] = (dim, values, {"role": "pixel axis"})
+        mask = content.mask
+        if mask is not None and mask.pixels is not None:
+            variables["pixel_mask"] = (FRAME_DIMS[1:], mask.pixels, {"role": "mask"})
+        if mask is not None and mask.describe():
+            attrs["mask"] = mask.describe()
+        if content.scan_shape:
+            attrs["scan_shape"] = list(content.scan_shape)
+    for col, values in content.columns.items():
+        variables[col] = ("index", values, {"role": content.roles.get(col, "positioner")})
+    attrs.update({k: v for k, v in identity.items() if k != "pin"})
+    for k, v in (identity.get("pin") or {}).items():
+        if isinstance(v, str | int | float):
+            attrs[f"pin_{k}"] = v
+    ds = xr.Dataset(variables, coords={"index": np.arange(content.points)}, attrs=attrs)
+    if frames is not None:
+        ds["frames"].encoding["storage_chunks"] = tuple(frames.storage_chunks)
+    return ds
+
+
+def _frames_variable(content: ScanContent, identity: Mapping[str, Any], chunk_bytes: int):
     frames = content.frames
     chunks = frame_chunks(
         frames.shape, frames.storage_chunks, np.dtype(frames.dtype).itemsize, chunk_bytes
@@ -148,13 +269,7 @@ def to_dataset(
         lock=False,
         meta=np.empty((0, 0, 0), dtype=frames.dtype),
     )
-    variables: dict[str, Any] = {"frames": (FRAME_DIMS, data, {"role": "frames"})}
-    for col, values in content.columns.items():
-        variables[col] = ("index", values, {"role": content.roles.get(col, "positioner")})
-    attrs = {k: v for k, v in content.attrs.items() if isinstance(v, str | int | float)}
-    attrs.update({k: v for k, v in identity.items() if k != "pin"})
-    for k, v in (identity.get("pin") or {}).items():
-        attrs[f"pin_{k}"] = v
-    ds = xr.Dataset(variables, coords={"index": np.arange(frames.shape[0])}, attrs=attrs)
-    ds["frames"].encoding["storage_chunks"] = tuple(frames.storage_chunks)
-    return ds
+    fattrs: dict[str, Any] = {"role": "frames"}
+    if content.mask is not None and content.mask.invalid is not None:
+        fattrs["invalid_value"] = content.mask.invalid
+    return (FRAME_DIMS, data, fattrs)

@@ -1,107 +1,233 @@
-"""NeXus HDF5: one ``NXentry`` per scan; frames are the ``signal`` of its ``NXdata``."""
+"""NeXus HDF5: one ``NXentry`` per scan; frames are the image its ``NXdata`` plots, or the
+``data`` of its ``NXdetector``; a scan without an image is its counters.
+
+The rules (``@default`` chain, signal/axes in every dialect) are in
+:mod:`~basinflow.storage.layouts.nxrules`. Options (the repository's ``layout_options``):
+``frames`` (the image dataset, relative to the entry or absolute), ``monitors`` (column
+names), ``invalid_value`` (``auto``, a number, or ``null``). The entry is the template's
+``#fragment``; without one (or with ``#*``) it is the file's default entry.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import h5py
 import numpy as np
 
-from basinflow.errors import LayoutError
-from basinflow.storage import hdf5
-from basinflow.storage.layouts.base import Layout, ScanContent
+from basinflow.errors import LayoutError, NotFound
+from basinflow.storage import sources
+from basinflow.storage.layouts import nxrules
+from basinflow.storage.layouts.base import HDF5Layout, PixelMask, ScanContent, invalid_value
+from basinflow.storage.layouts.frames import open_frames
 
-
-def _text(v: Any) -> str:
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, np.ndarray) and v.shape == ():
-        return _text(v[()])
-    return str(v)
-
-
-def nx_class(obj: h5py.HLObject) -> str:
-    return _text(obj.attrs.get("NX_class", ""))
+# kept for layouts that import them from here
+_text = nxrules.text
+nx_class = nxrules.nx_class
 
 
 def find_nxdata(entry: h5py.Group) -> h5py.Group | None:
-    default = entry.attrs.get("default")
-    if default is not None and _text(default) in entry:
-        g = entry[_text(default)]
-        if isinstance(g, h5py.Group) and nx_class(g) == "NXdata":
-            return g
-    for obj in entry.values():
-        if isinstance(obj, h5py.Group) and nx_class(obj) == "NXdata":
-            return obj
-    return None
+    """The entry's default ``NXdata`` (``@default`` chain), else its first ``NXdata``."""
+    found = nxrules.default_nxdata(entry)
+    if found is not None:
+        return found
+    groups = nxrules.nxdata_groups(entry)
+    return groups[0] if groups else None
 
 
-class NexusLayout(Layout):
-    """Reads ``NXdata`` ``signal``/``axes`` and ``NXpositioner``/``NXmonitor`` groups.
+def scan_group(handle, url: str, fragment: str | None, storage_options, what: str):
+    """The scan's group: the fragment's path (external links checked), or for no fragment
+    or ``*`` the file's default entry. Returns the group and the files the path crossed."""
+    where = f"{url}#{fragment or ''}"
+    root = handle.file
+    if fragment in (None, "", "*"):
+        entry = nxrules.default_entry(root)
+        if entry is None:
+            entries = [k for k in root if isinstance(root.get(k), h5py.Group)]
+            raise LayoutError(
+                f"{url}: no default entry (no @default on the root and {len(entries)} groups: "
+                f"{', '.join(entries[:8])}); name the scan's group after '#' in the template, "
+                "e.g. '#{scan}' or '#entry'"
+            )
+        return entry, []
+    obj, through = sources.get(root, fragment, url, where, storage_options)
+    if obj is None:
+        raise NotFound(
+            f"{where}: no such {what} in the HDF5 file; check the part after '#' in the template"
+        )
+    if not isinstance(obj, h5py.Group):
+        raise LayoutError(f"{where} is a dataset, not a {what}; put the {what}'s path after '#'")
+    return obj, through
 
-    Options: ``frames`` (path inside the entry, overriding ``signal``), ``monitors``.
-    """
+
+def detector_mask(ds: h5py.Dataset, image: tuple[int, ...], url: str, option: Any) -> PixelMask:
+    """The ``pixel_mask`` of the ``NXdetector`` holding ``ds`` and the invalid value."""
+    pixels, source = None, ""
+    parent = ds.parent
+    if nxrules.nx_class(parent) == "NXdetector" or "pixel_mask" in parent:
+        pm = parent.get("pixel_mask")
+        if isinstance(pm, h5py.Dataset) and tuple(pm.shape[-2:]) == image:
+            values = pm[()] if pm.ndim == 2 else pm[(0,) * (pm.ndim - 2)]
+            pixels, source = np.asarray(values) != 0, f"{url}#{pm.name}"
+    return PixelMask(pixels, invalid_value(ds.dtype, option), source)
+
+
+class NexusLayout(HDF5Layout):
+    """Reads ``NXdata`` ``signal``/``axes``, ``NXdetector``, ``NXpositioner``, ``NXmonitor``."""
 
     name = "nexus"
 
-    def read(
-        self, url: str, fragment: str | None, storage_options: Mapping[str, Any] | None = None
-    ) -> ScanContent:
-        where = f"{url}#{fragment or ''}"
-        handle = hdf5.open_h5(url, storage_options)
-        try:
-            entry = hdf5.get_group(handle, fragment, "NeXus entry group")
-            nxdata = find_nxdata(entry)
-            frames_path = self.options.get("frames")
-            if frames_path is None:
-                if nxdata is None or "signal" not in nxdata.attrs:
-                    raise LayoutError(
-                        f"{where}: no NXdata group with a 'signal' attribute; set the "
-                        "repository's layout option 'frames' to the detector dataset"
-                    )
-                frames_path = f"{nxdata.name}/{_text(nxdata.attrs['signal'])}"
-            elif not frames_path.startswith("/"):
-                frames_path = f"{entry.name}/{frames_path}"
-            ds = handle.file.get(frames_path)
-            if not isinstance(ds, h5py.Dataset):
-                raise LayoutError(
-                    f"{where}: frames dataset {frames_path!r} is missing; check the file, or set "
-                    "the repository's layout option 'frames' to the detector dataset"
-                )
-            frames = hdf5.H5Array.from_dataset(url, ds, storage_options, index=True)
-            columns, roles = {}, {}
-            monitors = self.monitors()
-            if nxdata is not None:
-                for name, obj in nxdata.items():
-                    if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.name != ds.name:
-                        columns[name] = obj[()]
-                        roles[name] = "monitor" if name in monitors else "positioner"
-            for group in _walk_groups(entry):
-                cls = nx_class(group)
-                if cls == "NXpositioner" and "value" in group:
-                    name = group.name.rsplit("/", 1)[1]
-                    if name not in columns and group["value"].ndim == 1:
-                        columns[name], roles[name] = group["value"][()], "positioner"
-                elif cls == "NXmonitor" and "data" in group:
-                    name = group.name.rsplit("/", 1)[1]
-                    if name not in columns and group["data"].ndim == 1:
-                        columns[name], roles[name] = group["data"][()], "monitor"
-            attrs = {
+    def read_open(self, handle, url, fragment, storage_options, where) -> ScanContent:
+        entry, through = scan_group(handle, url, fragment, storage_options, "NeXus entry group")
+        nxdata = find_nxdata(entry)
+        info = nxrules.read_nxdata(nxdata) if nxdata is not None else None
+        ds = self._frames(entry, info, url, where, storage_options, through)
+        content = ScanContent(url, None, {}, {}, fragment=fragment)
+        if ds is not None:
+            self._image(content, ds, info, url, where, storage_options)
+        self._counters(content, entry, info, ds)
+        content.attrs.update(
+            {
                 "title": _text(entry["title"][()]) if "title" in entry else "",
                 "layout": self.name,
             }
-            if "start_time" in entry:
-                attrs["start_time"] = _text(entry["start_time"][()])
-        finally:
-            handle.close()
-        return ScanContent(url, frames, columns, roles, attrs, fragment=fragment)
+        )
+        if "start_time" in entry:
+            content.attrs["start_time"] = _text(entry["start_time"][()])
+        content.sources = tuple(dict.fromkeys(u for u in (*through, *content.sources) if u != url))
+        return content
+
+    # -- frames ----------------------------------------------------------------------------
+    def _frames(self, entry, info, url, where, storage_options, through) -> h5py.Dataset | None:
+        path = self.options.get("frames")
+        if path is not None:
+            root = entry if not path.startswith("/") else entry.file
+            ds, crossed = sources.get(root, path, url, where, storage_options)
+            through.extend(crossed)
+            if not isinstance(ds, h5py.Dataset):
+                raise LayoutError(
+                    f"{where}: frames dataset {path!r} is missing; check the file, or the "
+                    "repository's layout option 'frames'"
+                )
+            return ds
+        if info is not None and info.signal_name and info.signal is None:
+            # the file names its data and it is not there: an absent external link target
+            # is named by sources.get; anything else is a damaged or partial file
+            sources.get(info.group, info.signal_name, url, where, storage_options)
+            raise LayoutError(
+                f"{where}: frames dataset '{info.group.name}/{info.signal_name}' is missing; "
+                "check the file, or set the repository's layout option 'frames' to the "
+                "detector dataset"
+            )
+        if info is not None and info.signal is not None and _is_image(info.signal):
+            return info.signal
+        images = _detector_images(entry)
+        if len(images) > 1:
+            raise LayoutError(
+                f"{where}: several detector images ({', '.join(d.name for d in images)}) and "
+                "the default plot is none of them; pick one with the repository's layout "
+                f"option 'frames' (e.g. layout_options: {{frames: {images[0].name}}})"
+            )
+        return images[0] if images else None
+
+    def _image(self, content, ds, info, url, where, storage_options) -> None:
+        frames = open_frames(url, ds, storage_options, where)
+        content.frames = frames
+        content.sources = frames.sources
+        nscan = ds.ndim - 2
+        content.scan_shape = tuple(ds.shape[:nscan]) if nscan > 1 else ()
+        content.mask = detector_mask(
+            ds, tuple(ds.shape[-2:]), url, self.options.get("invalid_value", "auto")
+        )
+        if info is None or info.signal is None or info.signal.name != ds.name:
+            return
+        for axis, dims in info.axes.items():
+            obj = info.group.get(axis)
+            if not isinstance(obj, h5py.Dataset) or obj.ndim != 1 or len(dims) != 1:
+                continue
+            dim = dims[0]
+            if dim >= nscan:  # a pixel axis: a coordinate of y or x, never a column
+                if len(obj) == ds.shape[dim]:
+                    content.pixel_coords[axis] = ("yx"[dim - nscan], obj[()])
+                continue
+            values = obj[()]
+            if nscan > 1 and len(values) == ds.shape[dim]:  # a mesh: one value per frame
+                values = _per_frame(values, dim, tuple(ds.shape[:nscan]))
+            content.columns[axis] = values
+            content.roles[axis] = "monitor" if self.is_monitor(axis) else "positioner"
+
+    # -- columns ---------------------------------------------------------------------------
+    def _counters(self, content, entry, info, ds) -> None:
+        strict = ds is not None  # with frames, NXdata columns must match them
+        n = content.points if ds is not None else _points(info)
+        skipped: list[str] = []
+
+        def add(name: str, obj: Any, role: str, exact: bool) -> None:
+            if name in content.columns or not isinstance(obj, h5py.Dataset) or obj.ndim != 1:
+                return
+            if ds is not None and obj.name == ds.name:
+                return
+            if not exact and n is not None and len(obj) != n:
+                skipped.append(f"{name}({len(obj)})")
+                return
+            content.columns[name] = obj[()]
+            content.roles[name] = "monitor" if self.is_monitor(name) else role
+
+        if info is not None:
+            for name in info.group:
+                if name in content.pixel_coords:
+                    continue
+                add(name, info.group.get(name), "positioner", strict or n is None)
+        for group in _walk_groups(entry):
+            cls = nxrules.nx_class(group)
+            short = group.name.rsplit("/", 1)[1]
+            if cls == "NXpositioner":
+                add(short, group.get("value"), "positioner", False)
+            elif cls == "NXmonitor":
+                add(short, group.get("data"), "monitor", False)
+            elif cls == "NXdetector" and ds is None:
+                add(short, group.get("data"), "counter", False)
+        if skipped:
+            content.attrs["skipped_columns"] = ", ".join(skipped)
+
+
+def _points(info) -> int | None:
+    if info is not None and info.signal is not None and info.signal.ndim == 1:
+        return len(info.signal)
+    return None
+
+
+def _per_frame(values: np.ndarray, dim: int, scan_shape: tuple[int, ...]) -> np.ndarray:
+    """A mesh axis (one value per step of scan dim ``dim``) as one value per frame."""
+    shape = [1] * len(scan_shape)
+    shape[dim] = len(values)
+    return np.broadcast_to(values.reshape(shape), scan_shape).reshape(-1).copy()
+
+
+def _detector_images(entry: h5py.Group) -> list[h5py.Dataset]:
+    found = []
+    for group in _walk_groups(entry):
+        if nxrules.nx_class(group) == "NXdetector":
+            data = group.get("data")
+            if isinstance(data, h5py.Dataset) and (data.ndim >= 3 or _is_image(data)):
+                found.append(data)
+    return found
+
+
+def _is_image(ds: h5py.Dataset) -> bool:
+    """2-D and more is an image unless it says otherwise (``@interpretation`` spectrum);
+    a 2-D NXdetector ``data`` must say ``image`` (it is often one spectrum per point)."""
+    kind = nxrules.text(ds.attrs.get("interpretation", "")).lower()
+    if ds.ndim < 2 or kind in ("spectrum", "scalar"):
+        return False
+    return ds.ndim >= 3 or kind == "image" or nxrules.nx_class(ds.parent) == "NXdata"
 
 
 def _walk_groups(group: h5py.Group, depth: int = 3):
     if depth == 0:
         return
-    for obj in group.values():
+    for name in group:
+        obj = group.get(name)  # None for a broken link: not ours to read here
         if isinstance(obj, h5py.Group):
             yield obj
             yield from _walk_groups(obj, depth - 1)
