@@ -29,8 +29,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "spice": LEAVES | {"storage"},
     "recipes": LEAVES | {"spice"},  # pure: never storage, never the catalog
     "catalog": LEAVES | {"storage", "spice"},  # never recipes, never config
-    "config": LEAVES | {"catalog"},
-    "samples": LEAVES | {"storage", "recipes"},
+    "config": LEAVES | {"storage", "spice", "catalog"},
+    "samples": LEAVES | {"storage", "spice", "recipes"},
     "tasks": LEAVES | {"storage", "spice", "recipes", "catalog", "config"},
     "flows": LEAVES | {"storage", "spice", "recipes", "catalog", "config", "tasks"},
     "cli_spice": LEAVES | {"storage", "spice", "catalog", "config"},

@@ -1,7 +1,8 @@
-"""Finding scans: repositories, proposals, scans; templates, keys and handles.
+"""Finding scans: repositories, proposals, scans; URL templates and listing.
 
-Names are imported on first use so that ``basinflow.keys`` (used by spice and by
-spawned worker processes) does not pull in xarray.
+Names are imported on first use so that ``import basinflow.catalog`` (in spawned worker
+processes, in the CLI) does not pull in xarray. Keys, handles and natural order live in
+the leaf :mod:`basinflow.keys`; they are handed on here for convenience.
 """
 
 from __future__ import annotations

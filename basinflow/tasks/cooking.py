@@ -69,16 +69,16 @@ def cook_scan(
     def result(status: str, reason: str = "", read: int = 0, written: int = 0, error: str = ""):
         seconds = time.perf_counter() - t0
         return CookResult(
-            request.proposal,
-            request.scan,
-            request.recipe,
-            status,
-            request.output,
-            seconds,
-            read,
-            written,
-            reason,
-            error,
+            proposal=request.proposal,
+            scan=request.scan,
+            recipe=request.recipe,
+            status=status,
+            output=request.output,
+            seconds=seconds,
+            bytes_read=read,
+            bytes_written=written,
+            reason=reason,
+            error=error,
         )
 
     try:
@@ -199,7 +199,6 @@ def cook_referrer(
     from basinflow.storage.referrer.read import open_referrer
 
     t0 = time.perf_counter()
-    scan: dict[str, Any] = {}
     try:
         rec = get_recipe(recipe)
         ds = open_referrer(
@@ -230,14 +229,14 @@ def cook_referrer(
             storage_options=storage_options,
         )
         return CookResult(
-            scan.get("proposal", ""),
-            scan.get("scan", ""),
-            recipe,
-            "cooked",
-            output,
-            time.perf_counter() - t0,
-            pin["size"],
-            written,
+            proposal=scan.get("proposal", ""),
+            scan=scan.get("scan", ""),
+            recipe=recipe,
+            status="cooked",
+            output=output,
+            seconds=time.perf_counter() - t0,
+            bytes_read=pin["size"],
+            bytes_written=written,
         )
     except UnreachableError:
         raise

@@ -45,13 +45,34 @@ class CookResult:
         seconds: float = 0.0,
         error: str = "",
     ) -> CookResult:
-        return cls(proposal, scan, recipe, "failed", output, seconds, 0, 0, reason, error)
+        return cls(
+            proposal=proposal,
+            scan=scan,
+            recipe=recipe,
+            status="failed",
+            output=output,
+            seconds=seconds,
+            bytes_read=0,
+            bytes_written=0,
+            reason=reason,
+            error=error,
+        )
 
     @classmethod
     def skipped(
         cls, proposal: str, scan: str, recipe: str, output: str, reason: str = "up to date"
     ) -> CookResult:
-        return cls(proposal, scan, recipe, "skipped", output, 0.0, 0, 0, reason)
+        return cls(
+            proposal=proposal,
+            scan=scan,
+            recipe=recipe,
+            status="skipped",
+            output=output,
+            seconds=0.0,
+            bytes_read=0,
+            bytes_written=0,
+            reason=reason,
+        )
 
 
 class ScanFailed(Error, RuntimeError):
