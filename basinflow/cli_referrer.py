@@ -38,10 +38,10 @@ def inspect(
     from rich.console import Console
     from rich.table import Table
 
-    from basinflow.storage.referrer.read import _as_url, read_meta, resolve
+    from basinflow.storage.referrer.read import as_url, read_meta, resolve
     from basinflow.storage.referrer.trust import Trust
 
-    url = _as_url(ref)
+    url = as_url(ref)
     meta = read_meta(url)
     trust = Trust.build(_trusted(trusted, config), trusted_host, referrer_url=url)
     table = Table(title=f"basins of {url}")
@@ -75,9 +75,9 @@ def export(
 ) -> None:
     """Write a self-contained copy of REF (every basin resolved) to OUT."""
     from basinflow.storage.referrer.export import export as _export
-    from basinflow.storage.referrer.read import _as_url
+    from basinflow.storage.referrer.read import as_url
 
-    n = _export(ref, _as_url(out), trusted=_trusted(trusted, config), trusted_hosts=trusted_host)
+    n = _export(ref, as_url(out), trusted=_trusted(trusted, config), trusted_hosts=trusted_host)
     typer.echo(f"wrote {out} ({n} compressed bytes of chunked data)")
 
 
