@@ -36,12 +36,12 @@ from basinflow.errors import (
     UntrustedBasinError,
 )
 from basinflow.storage import fs, hdf5
+from basinflow.storage.hdf5_links import candidates
 from basinflow.storage.referrer import basins as basins_mod
 from basinflow.storage.referrer import load as load_mod
 from basinflow.storage.referrer import meta as meta_mod
 from basinflow.storage.referrer import open as open_mod
 from basinflow.storage.referrer.basins import MAX_BASIN_DEPTH, MAX_BASINS, Basin
-from basinflow.storage.hdf5_links import candidates
 from basinflow.storage.referrer.meta import read_meta
 from basinflow.storage.referrer.trust import Trust
 from basinflow.storage.referrer.write import internal_basin, write_referrer

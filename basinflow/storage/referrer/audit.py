@@ -94,9 +94,9 @@ def _own_data(f: h5py.File, d: h5py.Dataset, where: str, url: str, seen: set[str
         raise refuse("keeps its data in another file (external storage)")
     if dcpl.get_layout() != h5py.h5d.VIRTUAL:
         return
-    if where in seen or len(seen) > MAX_LINK_HOPS:
+    if d.name in seen or len(seen) > MAX_LINK_HOPS:
         raise refuse("is a virtual dataset in a cycle or a chain too long to follow")
-    seen.add(where)
+    seen.add(d.name)
     try:
         sources = list(virtual_sources(dcpl))
     except SubstitutionError as exc:
@@ -118,7 +118,7 @@ def _own_data(f: h5py.File, d: h5py.Dataset, where: str, url: str, seen: set[str
             raise refuse(f"is a virtual dataset whose source {dset!r} does not exist")
         src = f[end]
         if isinstance(src, h5py.Dataset):
-            _own_data(f, src, end, url, seen)
+            _own_data(f, src, f"{where} -> {end}", url, seen)
 
 
 # --- basin files ------------------------------------------------------------------------
@@ -150,6 +150,12 @@ def _audit(f: h5py.File, url: str, trust: Any, what: str, seen: set[str]) -> Non
                 f"{what}: {url}#{ref.where} is an HDF5 {ref.kind} to {ref.filename!r}; in a "
                 "file read remotely libhdf5 would look for that file on the local disk, so "
                 "the basin was refused. Copy the data into the file, or serve it locally"
+            )
+        if ref.pattern is not None and "%b" in os.path.dirname(ref.filename):
+            raise UntrustedBasinError(
+                f"{what}: {url}#{ref.where} is a virtual dataset whose source directory "
+                f"varies by block ({ref.filename!r}); basinflow cannot tell which files "
+                "libhdf5 would open, so it was refused. Copy the data into the file"
             )
         for cand in existing(ref, os.path.dirname(local)):
             try:
