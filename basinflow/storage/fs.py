@@ -8,7 +8,6 @@ a basin in a foreign referrer, can never carry a repository's keys elsewhere.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,11 +27,6 @@ from basinflow.errors import (
 from basinflow.storage import retry
 
 SCHEMES = ("file", "memory", "http", "https", "s3")
-# Bytes hashed from each end of a file for its content id: enough to tell HDF5 files
-# apart (superblock, root metadata, tail of the last chunk) while staying one request.
-# 16 KiB, not 64: a pin is taken for every scan opened, and 2 x 64 KiB dominated the
-# bytes fetched to read one frame remotely (benchmarks/results/B2.md).
-CONTENT_SAMPLE = 16 * 1024
 
 
 def scheme_of(url: str) -> str:
@@ -234,62 +228,20 @@ def info(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str
         raise translate_errors(url, exc) from exc
 
 
-def pin(
-    url: str, storage_options: Mapping[str, Any] | None = None, *, content: bool = True
-) -> dict[str, Any]:
-    """What a file is now: ``{size, mtime | etag, content_id}``.
+def pin(url: str, storage_options: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    """What a file is now: see :func:`basinflow.storage.pins.pin`."""
+    from basinflow.storage import pins
 
-    ``content_id`` hashes the size and 16 KiB from each end. It lets a copied or moved
-    file (new mtime, same bytes) still match, and costs one or two range requests.
-    """
-    meta = info(url, storage_options)
-    out: dict[str, Any] = {"size": int(meta.get("size") or 0)}
-    etag = meta.get("ETag") or meta.get("etag")
-    if etag:
-        out["etag"] = str(etag).strip('"')
-    mtime = meta.get("mtime") or meta.get("LastModified") or meta.get("created")
-    if mtime is not None:
-        out["mtime"] = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)
-    if content:
-        out["content_id"] = content_id(url, storage_options, out["size"])
-    return out
-
-
-def content_id(
-    url: str, storage_options: Mapping[str, Any] | None = None, size: int | None = None
-) -> str:
-    fs, path = url_to_fs(url, storage_options)
-    try:
-        if size is None:
-            size = int(fs.info(path)["size"])
-        h = hashlib.blake2b(str(size).encode(), digest_size=16)
-        if size <= 2 * CONTENT_SAMPLE:
-            h.update(fs.cat_file(path))
-        else:
-            h.update(fs.cat_file(path, start=0, end=CONTENT_SAMPLE))
-            h.update(fs.cat_file(path, start=size - CONTENT_SAMPLE, end=size))
-    except Exception as exc:
-        raise translate_errors(url, exc) from exc
-    return "b2:" + h.hexdigest()
+    return pins.pin(url, storage_options, **kw)
 
 
 def pin_matches(
     recorded: Mapping[str, Any], url: str, storage_options: Mapping[str, Any] | None = None
 ) -> bool:
-    """Whether ``url`` still is what ``recorded`` pinned, as cheaply as possible.
+    """Whether ``url`` still is what ``recorded`` pinned: :func:`basinflow.storage.pins.verdict`."""
+    from basinflow.storage import pins
 
-    Size must agree; then an unchanged ETag or mtime is enough; otherwise (a copy or a
-    move that touched mtime) the content id decides.
-    """
-    now = pin(url, storage_options, content=False)
-    if now["size"] != recorded.get("size"):
-        return False
-    for k in ("etag", "mtime"):
-        if k in recorded and k in now and recorded[k] == now[k]:
-            return True
-    if "content_id" not in recorded:
-        return False
-    return content_id(url, storage_options, now["size"]) == recorded["content_id"]
+    return pins.pin_matches(recorded, url, storage_options)
 
 
 def open_input(
@@ -358,7 +310,6 @@ __all__ = [
     "HostOptions",
     "cat_ranges",
     "check_scheme",
-    "content_id",
     "exists",
     "filesystem_class",
     "fsspec",

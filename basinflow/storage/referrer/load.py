@@ -25,7 +25,7 @@ from basinflow.errors import (
     ReferrerError,
     UntrustedBasinError,
 )
-from basinflow.storage import fs
+from basinflow.storage import fs, pins
 from basinflow.storage.referrer.audit import check_directory, check_hdf5
 from basinflow.storage.referrer.basins import Basin
 from basinflow.storage.referrer.meta import ReferrerMeta, open_xr
@@ -115,7 +115,7 @@ def resolve(
             res.status, res.location, res.message = "untrusted", None, f"{meta.url!r}: {exc}"
             return res
         try:
-            ok = fs.pin_matches(basin.pin, pin_url, opts)
+            ok, why = pins.verdict(basin.pin, pin_url, opts)
         except RedirectRefusedError as exc:
             res.tried.append((pin_url, f"redirected to {exc.target} (not followed)"))
             res.status, res.location = "untrusted", None
@@ -123,13 +123,11 @@ def resolve(
             return res
         except Exception as exc:  # noqa: BLE001
             ok, why = False, str(exc)
-        else:
-            why = ""
         if not ok:
             res.status = "stale"
             res.message = (
                 f"basin {basin.name!r} at {res.location!r} no longer matches the pin recorded "
-                f"when {meta.url!r} was written (recorded {basin.pin}){' ' + why if why else ''}; "
+                f"when {meta.url!r} was written: {why} (recorded {basin.pin}); "
                 "re-cook the output, or open with check_pins=False to read it anyway"
             )
     return res
