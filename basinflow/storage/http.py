@@ -50,7 +50,7 @@ import yarl
 from fsspec.asyn import sync, sync_wrapper
 from fsspec.implementations.http import HTTPFile, HTTPFileSystem, HTTPStreamFile
 
-from basinflow.errors import RedirectRefusedError, RetriesExhaustedError, StorageError
+from basinflow.errors import RangeNotSupportedError, RedirectRefusedError, RetriesExhaustedError
 from basinflow.storage import retry
 from basinflow.storage.retry import CONNECT_TIMEOUT, READ_TIMEOUT
 
@@ -236,7 +236,27 @@ class RetryingHTTPFileSystem(HTTPFileSystem):
         return await self._retrying(url, super()._info, url, **kwargs)
 
     async def _cat_file(self, url, start=None, end=None, **kwargs):
-        return await self._retrying(url, super()._cat_file, url, start=start, end=end, **kwargs)
+        """fsspec's, plus a check that a byte range came back as one: fsspec's returns
+        the whole body of a server that ignores ``Range``, read as if it were the range."""
+        ranged = start is not None or end is not None
+
+        async def once() -> bytes:
+            kw = {**self.kwargs, **kwargs}
+            if ranged:
+                if start == end:
+                    return b""
+                headers = dict(kw.pop("headers", None) or {})
+                headers["Range"] = await self._process_limits(url, start, end)
+                kw["headers"] = headers
+            session = await self.set_session()
+            async with session.get(self.encode_url(url), **kw) as r:
+                self._raise_not_found_for_status(r, url)
+                whole = r.status != 206 and not (start in (None, 0) and end is None)
+                if ranged and whole:
+                    raise range_not_supported(url)
+                return await r.read()
+
+        return await self._retrying(url, once)
 
     async def _ls_real(self, url, detail=True, **kwargs):
         return await self._retrying(url, super()._ls_real, url, detail=detail, **kwargs)
@@ -301,8 +321,12 @@ class RetryingHTTPFileSystem(HTTPFileSystem):
         )
 
 
-class RangeNotSupportedError(StorageError, ValueError):
-    """An HTTP server answered a byte-range request with the whole file."""
+def range_not_supported(url: str) -> RangeNotSupportedError:
+    return RangeNotSupportedError(
+        f"{url!r}: the server does not honour HTTP Range requests (it sent the whole file "
+        "for a byte range), which reading HDF5 or TIFF remotely needs; serve the file from "
+        "a server that does, or copy it to local disk or S3"
+    )
 
 
 class RetryingHTTPFile(HTTPFile):
@@ -314,11 +338,7 @@ class RetryingHTTPFile(HTTPFile):
         except ValueError as exc:
             if "range requests" not in str(exc):
                 raise
-            raise RangeNotSupportedError(
-                f"{self.url!r}: the server does not honour HTTP Range requests (it sent the "
-                "whole file for a byte range), which reading HDF5 or TIFF remotely needs; "
-                "serve the file from a server that does, or copy it to local disk or S3"
-            ) from None
+            raise range_not_supported(self.url) from None
 
     async def async_fetch_all(self):
         return await self.fs._retrying(self.url, super().async_fetch_all)

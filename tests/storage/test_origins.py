@@ -21,11 +21,11 @@ import pytest
 import xarray as xr
 
 import basinflow as bf
-from basinflow.errors import Error, MissingBasinWarning
+from basinflow.errors import Error, MissingBasinWarning, RangeNotSupportedError
 from basinflow.storage import fs
 from basinflow.storage.referrer.basins import Basin
 from tests.storage import test_hostile_referrers as hostile
-from tests.storage.test_hostile_referrers import _h5, _plain_ref
+from tests.storage.test_hostile_referrers import _plain_ref
 from tests.support import servers
 
 redirecting = hostile.redirecting  # the fixture: a server that redirects to another
@@ -62,31 +62,61 @@ def test_headers_stay_with_their_origin_on_a_redirect(redirecting, where):
     assert within and all("x-api-key" in r["headers"] for r in within)
 
 
-def test_a_server_without_range_support_is_a_clear_error(tmp_path):
-    """fsspec says ``ValueError``; the user reads a basinflow error naming the URL."""
-    _h5(tmp_path / "www" / "x.h5", a=np.arange(50_000.0))
+@pytest.fixture
+def no_range(tmp_path):
+    """``python -m http.server`` (it ignores ``Range``) serving ``x.h5`` (400 KB)."""
+    (tmp_path / "plain").mkdir()
+    with h5py.File(tmp_path / "plain" / "x.h5", "w") as f:
+        f.create_dataset("a", data=np.arange(50_000.0), chunks=(10_000,))
     port = servers.free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=tmp_path / "www",
+        cwd=tmp_path / "plain",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}/x.h5"
         for _ in range(100):
             try:
                 urllib.request.urlopen(url, timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.1)
-        with pytest.raises(Error, match="Range") as err, fs.open_input(url) as f:
-            f.seek(300_000)
-            f.read(8)
-        assert url in str(err.value) and isinstance(err.value, ValueError)
+        yield url
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_server_without_range_support_is_a_clear_error(no_range):
+    """fsspec says ``ValueError`` for a block fetch and, worse, returns the whole file for
+    a byte range; both are a basinflow error naming the URL."""
+    url = f"{no_range}/x.h5"
+    with pytest.raises(RangeNotSupportedError, match="Range") as err:
+        fs.cat_ranges(url, [(1000, 1008)])
+    assert url in str(err.value)
+    with pytest.raises(RangeNotSupportedError, match="Range"), fs.open_input(url) as f:
+        f.seek(300_000)
+        f.read(8)
+    assert fs.cat_ranges(url, [(0, None)])[0][:4] == b"\x89HDF"  # the whole file is fine
+
+
+def test_a_redirect_to_a_trusted_server_without_range_support(tmp_path, no_range):
+    (tmp_path / "a").mkdir()
+    with servers.http_server(tmp_path / "a", redirects={"/away/": f"{no_range}/"}) as a:
+        basin = Basin(
+            name="moved",
+            type="remote",
+            format="http",
+            urls=[f"{a.url}/away/x.h5"],
+            datasets={"x": {"path": "/a", "dims": ["i"]}},
+        )
+        ds = xr.Dataset({"v": ("i", np.zeros(50_000))})
+        ref = _plain_ref(tmp_path / "refs" / "ref.h5", [basin], ds=ds)
+        with pytest.raises(Error, match="Range") as err:
+            bf.open_referrer(str(ref), trusted_hosts=[a.url, no_range]).x.load()
+        assert f"{no_range}/x.h5" in str(err.value)
 
 
 def _s3_ref(path: Path) -> Path:

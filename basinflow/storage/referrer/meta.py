@@ -27,6 +27,7 @@ from basinflow.errors import (
     NotFound,
     NotHDF5Error,
     ReferrerError,
+    StorageError,
     UntrustedBasinError,
 )
 from basinflow.storage import fs
@@ -83,7 +84,7 @@ def open_h5(url: str, storage_options: Mapping[str, Any] | None, what: str):
         except Exception:
             fobj.close()
             raise
-    except (NotHDF5Error, UntrustedBasinError):  # e.g. a redirect that was not followed
+    except (NotHDF5Error, UntrustedBasinError, StorageError):  # a refused redirect, ...
         raise
     except FileNotFoundError as exc:
         raise BasinUnavailableError(f"{what} {url!r} does not exist") from exc
