@@ -33,6 +33,8 @@ import h5py
 from basinflow.errors import (
     BasinLimitError,
     BasinUnavailableError,
+    Error,
+    NotHDF5Error,
     ReferrerError,
     UntrustedBasinError,
 )
@@ -207,6 +209,14 @@ def check_hdf5(url: str, opts: Mapping[str, Any], what: str, trust: Any) -> None
     f, fobj = open_h5(url, opts, what)
     try:
         audit(f, url, trust, what=what)
+    except Error:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, RecursionError) as exc:
+        # libhdf5 failing on the file's own metadata: damaged, or crafted to fail
+        raise NotHDF5Error(
+            f"{what}: {url!r} has HDF5 metadata that cannot be read ({exc}); it was not "
+            "opened further: copy the file again from its source"
+        ) from exc
     finally:
         f.close()
         if fobj is not None:
