@@ -32,7 +32,7 @@ _LAZY = {
     "open_repository": "basinflow.config:open_repository",
     "cook": "basinflow.tasks.cooking:cook",
     "cooked": "basinflow.tasks.cooking:cooked",
-    "open_referrer": "basinflow.storage.referrer.read:open_referrer",
+    "open_referrer": "basinflow.storage.referrer.open:open_referrer",
     "quicklook": "basinflow.recipes.quicklook:quicklook",
     "recipes": "basinflow.recipes.registry:list_recipes",
     "samples": "basinflow.samples",

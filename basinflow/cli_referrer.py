@@ -37,14 +37,19 @@ def inspect(
     """Show a referrer's basins, which location resolved, availability, pins, provenance."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    from basinflow.storage.referrer.read import _as_url, read_meta, resolve
+    from basinflow.storage.referrer.load import resolve
+    from basinflow.storage.referrer.meta import read_meta
+    from basinflow.storage.referrer.open import as_url
     from basinflow.storage.referrer.trust import Trust
 
-    url = _as_url(ref)
+    url = as_url(ref)
     meta = read_meta(url)
     trust = Trust.build(_trusted(trusted, config), trusted_host, referrer_url=url)
-    table = Table(title=f"basins of {url}")
+    # every string below comes from the referrer (or names it): shown as text, never
+    # parsed as rich markup ("[/bold]" in a provenance value would crash the table)
+    table = Table(title=Text(f"basins of {url}"))
     for col in ("name", "type", "layout", "mapping", "status", "location / tried", "pin"):
         table.add_column(col)
     for b in sorted(meta.basins, key=lambda b: b.priority):
@@ -57,13 +62,17 @@ def inspect(
         except BasinError as exc:
             status, where = "error", str(exc)
         pin = ", ".join(f"{k}={v}" for k, v in (b.pin or {}).items())
-        table.add_row(b.name, b.type, b.layout, b.mapping, status, where, pin)
+        table.add_row(
+            *(Text(str(c)) for c in (b.name, b.type, b.layout, b.mapping, status, where, pin))
+        )
     console = Console()
     console.print(table)
     prov = {k: v for k, v in meta.provenance.items() if k not in ("spice", "source_provenance")}
     console.print_json(json.dumps(prov, default=str))
     for doc in meta.provenance.get("spice", []):
-        console.print(f"spice {doc.get('handle')} r{doc.get('revision')} {doc.get('uuid')}")
+        if isinstance(doc, dict):
+            line = f"spice {doc.get('handle')} r{doc.get('revision')} {doc.get('uuid')}"
+            console.print(Text(line))
 
 
 def export(
@@ -75,9 +84,9 @@ def export(
 ) -> None:
     """Write a self-contained copy of REF (every basin resolved) to OUT."""
     from basinflow.storage.referrer.export import export as _export
-    from basinflow.storage.referrer.read import _as_url
+    from basinflow.storage.referrer.open import as_url
 
-    n = _export(ref, _as_url(out), trusted=_trusted(trusted, config), trusted_hosts=trusted_host)
+    n = _export(ref, as_url(out), trusted=_trusted(trusted, config), trusted_hosts=trusted_host)
     typer.echo(f"wrote {out} ({n} compressed bytes of chunked data)")
 
 

@@ -65,6 +65,11 @@ class StorageError(Error, OSError):
     """Reading from or writing to storage failed in a way the user can act on."""
 
 
+class RangeNotSupportedError(StorageError, ValueError):
+    """An HTTP server answered a byte-range request with the whole file (reading HDF5 or
+    TIFF remotely needs ranges; fsspec alone would take the body for the range)."""
+
+
 # --- raw data --------------------------------------------------------------------------------
 class LayoutError(Error, ValueError):
     """A scan's files do not match its layout (missing frames, wrong shapes, zero frames)."""

@@ -176,9 +176,34 @@ def validate_spice_data(
                 f"{type_name!r} has fields {', '.join(sorted(model.model_fields)) or '(none)'}"
             )
     try:
-        return model.model_validate_json(json.dumps(plain, allow_nan=False), strict=True)
+        validated = model.model_validate_json(json.dumps(plain, allow_nan=False), strict=True)
     except pydantic.ValidationError as exc:
         raise SpiceValidationError(_format_error(what, type_name, model, exc, known)) from None
+    _check_int64(validated.model_dump(), (), what, type_name)
+    return validated
+
+
+#: the integers recipes compute with (NumPy's int64): JSON and Python have no such limit
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _check_int64(value: Any, loc: tuple, what: str, type_name: str) -> None:
+    """Refuse an integer outside int64 where the schema kept it an integer: NumPy would
+    fail on it at cook time with an ``OverflowError`` naming no field."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_int64(v, (*loc, k), what, type_name)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_int64(v, (*loc, i), what, type_name)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        big = not INT64_MIN <= value <= INT64_MAX
+        if big:
+            raise SpiceValidationError(
+                f"{what}: field {_loc_text(loc)!r}: {value} is outside the 64-bit integer "
+                f"range ({INT64_MIN}..{INT64_MAX}) recipes compute with [type {type_name!r}]; "
+                "fix this value"
+            )
 
 
 def _format_error(

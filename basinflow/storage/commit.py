@@ -1,11 +1,12 @@
 """Atomic commit of an output file: never a partial file at the final URL.
 
 Local (``file://`` or a plain path): the file is written under a hidden temporary name in
-the destination directory (same file system, so ``os.replace`` is an atomic rename) and
-renamed when complete. ``s3://`` and other remote stores: written to a local temporary
-file and uploaded with one ``put`` after local completion (S3 makes an object visible
-only when its upload completes). On any exception the temporary file is removed and the
-final URL is untouched.
+the destination directory (same file system, so ``os.replace`` is an atomic rename),
+``fsync``-ed, renamed when complete, and the directory ``fsync``-ed after the rename: a
+crash or a power cut leaves either the old file or the complete new one. ``s3://`` and
+other remote stores: written to a local temporary file and uploaded with one ``put`` after
+local completion (S3 makes an object visible only when its upload completes). On any
+exception the temporary file is removed and the final URL is untouched.
 
 A process killed mid-write (SIGKILL, OOM, a lost node) cannot remove its temporary file.
 The name records who wrote it (``.<name>.<pid>@<host>.<random>.partial``), so the next
@@ -107,7 +108,9 @@ def atomic_output(
         tmp = os.path.join(directory, _partial_name(os.path.basename(path)))
         try:
             yield tmp
+            _fsync(tmp)  # the data reaches the disk before the name points at it
             os.replace(tmp, path)
+            _fsync(directory)  # and the rename itself survives a power cut
         except OSError as exc:
             _remove(tmp)
             if isinstance(exc, OutputError):
@@ -156,14 +159,25 @@ def write_bytes_atomic(
     """Replace ``url``'s content atomically (used for small pointers such as ``current.json``)."""
     with atomic_output(url, storage_options, suffix=".tmp") as tmp, open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def write_json_atomic(url: str, obj: Any, storage_options: Mapping[str, Any] | None = None) -> None:
     write_bytes_atomic(
         url, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n", storage_options
     )
+
+
+def _fsync(path: str) -> None:
+    """Flush a file's (or a directory's: its entries) data and metadata to the disk.
+
+    Without it a rename can reach the disk before the data it names: after a power cut
+    the final name holds a truncated file, which an atomic commit exists to prevent.
+    Cost measured in ``benchmarks/bench_commit.py`` (results in benchmarks/RESULTS.md)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove(path: str) -> None:

@@ -8,7 +8,6 @@ a basin in a foreign referrer, can never carry a repository's keys elsewhere.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import fsspec
-from fsspec.core import url_to_fs as _url_to_fs
 
 from basinflow.errors import (
     Error,
@@ -27,14 +25,8 @@ from basinflow.errors import (
     UnreachableError,
 )
 from basinflow.storage import retry
-from basinflow.storage.retry import CONNECT_TIMEOUT, READ_TIMEOUT
 
 SCHEMES = ("file", "memory", "http", "https", "s3")
-# Bytes hashed from each end of a file for its content id: enough to tell HDF5 files
-# apart (superblock, root metadata, tail of the last chunk) while staying one request.
-# 16 KiB, not 64: a pin is taken for every scan opened, and 2 x 64 KiB dominated the
-# bytes fetched to read one frame remotely (benchmarks/results/B2.md).
-CONTENT_SAMPLE = 16 * 1024
 
 
 def scheme_of(url: str) -> str:
@@ -51,11 +43,40 @@ def host_of(url: str, storage_options: Mapping[str, Any] | None = None) -> str:
     if scheme in ("http", "https"):
         return f"{scheme}://{urlsplit(url).netloc}"
     if scheme == "s3":
-        endpoint = (storage_options or {}).get("client_kwargs", {}).get("endpoint_url") or (
-            storage_options or {}
-        ).get("endpoint_url")
-        return f"s3+{endpoint or 'aws'}"
+        return f"s3+{s3_endpoint(storage_options) or 'aws'}"
     return ""
+
+
+#: storage_options that say which credentials s3fs uses (anything else: botocore's chain,
+#: the environment's ``AWS_*`` variables first)
+S3_CREDENTIAL_OPTIONS = frozenset(
+    {"key", "secret", "token", "anon", "profile", "session", "username", "password"}
+)
+
+
+def s3_endpoint(storage_options: Mapping[str, Any] | None) -> str | None:
+    """The S3 endpoint the options send requests to; ``None`` for AWS itself."""
+    opts = storage_options or {}
+    return (opts.get("client_kwargs") or {}).get("endpoint_url") or opts.get("endpoint_url")
+
+
+def _is_aws(endpoint: str | None) -> bool:
+    host = (urlsplit(endpoint).hostname or "") if endpoint else "amazonaws.com"
+    return host == "amazonaws.com" or host.endswith(".amazonaws.com")
+
+
+def scoped_s3_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Options for an S3 endpoint the user *trusts* but has paired no credentials with.
+
+    Without credentials in its options, s3fs signs every request with botocore's
+    credential chain: the environment's AWS keys would go to whatever endpoint a
+    referrer's basin is resolved to. Those keys are meant for AWS (or for the endpoint a
+    repository's configuration names beside them), so a non-AWS endpoint whose options
+    name no credentials is asked anonymously (``anon=True``)."""
+    opts = dict(storage_options or {})
+    if _is_aws(s3_endpoint(opts)) or S3_CREDENTIAL_OPTIONS & set(opts):
+        return opts
+    return {**opts, "anon": True}
 
 
 def check_scheme(url: str) -> str:
@@ -67,11 +88,32 @@ def check_scheme(url: str) -> str:
     return scheme
 
 
-#: botocore's retries of an S3 request after its first attempt ("standard" mode; botocore
-#: calls it ``config_kwargs.retries.max_attempts``) and s3fs's attempts per call around
-#: them (``retries`` in storage_options): up to 3 x (1 + 3) requests per call.
-S3_MAX_ATTEMPTS = 3
-S3FS_RETRIES = 3
+#: fsspec implementations basinflow extends (timeouts, retries, redirects), by the dotted
+#: name of fsspec's class for a protocol; every other protocol gets fsspec's own class
+EXTENSIONS = {
+    "fsspec.implementations.http.HTTPFileSystem": "basinflow.storage.http.RetryingHTTPFileSystem",
+    "s3fs.core.S3FileSystem": "basinflow.storage.s3.RetryingS3FileSystem",
+}
+
+
+def filesystem_class(url: str) -> type:
+    """The file system class for ``url``'s protocol: fsspec's registry
+    (:func:`fsspec.get_filesystem_class`), then basinflow's subclass of it if there is one
+    (:data:`EXTENSIONS`; the subclass's ``prepare_options`` turns storage_options into its
+    constructor's arguments). Nothing is registered with fsspec: other users of fsspec in
+    the process keep its classes."""
+    import importlib
+
+    scheme = check_scheme(url)
+    try:
+        base = fsspec.get_filesystem_class(scheme)
+    except ImportError as exc:  # e.g. s3fs missing in a trimmed environment
+        raise StorageError(f"{url!r}: cannot open: {exc}; install the package named") from exc
+    ours = EXTENSIONS.get(f"{base.__module__}.{base.__qualname__}")
+    if ours is None:
+        return base
+    module, _, name = ours.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None):
@@ -83,42 +125,13 @@ def url_to_fs(url: str, storage_options: Mapping[str, Any] | None = None):
     ``retry_backoff``/``retry_backoff_max`` (:mod:`basinflow.storage.http`); S3 also takes
     botocore's own ``config_kwargs`` (``retries``, ``read_timeout``, ...), which win.
     """
-    check_scheme(url)
+    cls = filesystem_class(url)
     opts = dict(storage_options or {})
-    if scheme_of(url) in ("http", "https"):
-        from basinflow.storage.http import RetryingHTTPFileSystem
-
-        # aiohttp's ClientSession raises on >=400 only when asked; fsspec handles it.
-        opts.setdefault("skip_instance_cache", False)
-        opts.setdefault("read_timeout", READ_TIMEOUT)
-        opts.setdefault("connect_timeout", CONNECT_TIMEOUT)
-        return RetryingHTTPFileSystem(**opts), RetryingHTTPFileSystem._strip_protocol(url)
-    if scheme_of(url) == "s3":
-        # botocore's "legacy" retry mode retries a refused connection 4 times with
-        # backoff (~7 s per call, several calls per open); AWS's recommended "standard"
-        # mode (3 retries) still retries 5xx, throttling, resets and read timeouts but
-        # lets a wrong endpoint fail in a few seconds. s3fs retries each call again
-        # (resets, timeouts, SlowDown, and other 5xx through our error handler, not a
-        # refused connection). Flows retry whole scans on top of this.
-        retry.install_s3fs_error_handler()
-        config = dict(opts.get("config_kwargs") or {})
-        config.setdefault("retries", {"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"})
-        config.setdefault("connect_timeout", opts.pop("connect_timeout", CONNECT_TIMEOUT))
-        config.setdefault("read_timeout", opts.pop("read_timeout", READ_TIMEOUT))
-        for name in ("connect_timeout", "read_timeout", "retry_backoff", "retry_backoff_max"):
-            opts.pop(name, None)  # HTTP-only or given in config_kwargs as well
-        opts["config_kwargs"] = config
-        opts.setdefault("retries", S3FS_RETRIES)
-        try:
-            from basinflow.storage.s3 import RetryingS3FileSystem as cls
-        except ImportError as exc:  # s3fs missing in a trimmed environment
-            raise StorageError(f"{url!r}: cannot open: {exc}; pip install s3fs") from exc
-        kwargs = {**cls._get_kwargs_from_urls(url), **opts}  # e.g. ?versionId=
-        return cls(**kwargs), cls._strip_protocol(url)
-    try:
-        return _url_to_fs(url, **opts)
-    except ImportError as exc:  # e.g. s3fs missing in a trimmed environment
-        raise StorageError(f"{url!r}: cannot open: {exc}; install the package named") from exc
+    prepare = getattr(cls, "prepare_options", None)
+    if prepare is not None:
+        opts = prepare(opts)
+    kwargs = {**cls._get_kwargs_from_urls(url), **opts}  # e.g. s3's ?versionId=
+    return cls(**kwargs), cls._strip_protocol(url)
 
 
 def local_path(url: str) -> str | None:
@@ -215,62 +228,20 @@ def info(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str
         raise translate_errors(url, exc) from exc
 
 
-def pin(
-    url: str, storage_options: Mapping[str, Any] | None = None, *, content: bool = True
-) -> dict[str, Any]:
-    """What a file is now: ``{size, mtime | etag, content_id}``.
+def pin(url: str, storage_options: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    """What a file is now: see :func:`basinflow.storage.pins.pin`."""
+    from basinflow.storage import pins
 
-    ``content_id`` hashes the size and 16 KiB from each end. It lets a copied or moved
-    file (new mtime, same bytes) still match, and costs one or two range requests.
-    """
-    meta = info(url, storage_options)
-    out: dict[str, Any] = {"size": int(meta.get("size") or 0)}
-    etag = meta.get("ETag") or meta.get("etag")
-    if etag:
-        out["etag"] = str(etag).strip('"')
-    mtime = meta.get("mtime") or meta.get("LastModified") or meta.get("created")
-    if mtime is not None:
-        out["mtime"] = mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)
-    if content:
-        out["content_id"] = content_id(url, storage_options, out["size"])
-    return out
-
-
-def content_id(
-    url: str, storage_options: Mapping[str, Any] | None = None, size: int | None = None
-) -> str:
-    fs, path = url_to_fs(url, storage_options)
-    try:
-        if size is None:
-            size = int(fs.info(path)["size"])
-        h = hashlib.blake2b(str(size).encode(), digest_size=16)
-        if size <= 2 * CONTENT_SAMPLE:
-            h.update(fs.cat_file(path))
-        else:
-            h.update(fs.cat_file(path, start=0, end=CONTENT_SAMPLE))
-            h.update(fs.cat_file(path, start=size - CONTENT_SAMPLE, end=size))
-    except Exception as exc:
-        raise translate_errors(url, exc) from exc
-    return "b2:" + h.hexdigest()
+    return pins.pin(url, storage_options, **kw)
 
 
 def pin_matches(
     recorded: Mapping[str, Any], url: str, storage_options: Mapping[str, Any] | None = None
 ) -> bool:
-    """Whether ``url`` still is what ``recorded`` pinned, as cheaply as possible.
+    """Whether ``url`` still is what ``recorded`` pinned: :func:`basinflow.storage.pins.verdict`."""
+    from basinflow.storage import pins
 
-    Size must agree; then an unchanged ETag or mtime is enough; otherwise (a copy or a
-    move that touched mtime) the content id decides.
-    """
-    now = pin(url, storage_options, content=False)
-    if now["size"] != recorded.get("size"):
-        return False
-    for k in ("etag", "mtime"):
-        if k in recorded and k in now and recorded[k] == now[k]:
-            return True
-    if "content_id" not in recorded:
-        return False
-    return content_id(url, storage_options, now["size"]) == recorded["content_id"]
+    return pins.pin_matches(recorded, url, storage_options)
 
 
 def open_input(
@@ -339,8 +310,8 @@ __all__ = [
     "HostOptions",
     "cat_ranges",
     "check_scheme",
-    "content_id",
     "exists",
+    "filesystem_class",
     "fsspec",
     "host_of",
     "info",
@@ -349,6 +320,8 @@ __all__ = [
     "open_input",
     "pin",
     "pin_matches",
+    "s3_endpoint",
     "scheme_of",
+    "scoped_s3_options",
     "url_to_fs",
 ]

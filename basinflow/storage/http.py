@@ -18,13 +18,15 @@ subclass, which :func:`basinflow.storage.fs.url_to_fs` returns for ``http(s)://`
 Answers that are definitive (404, 403, ...) and connections that never came up are not
 retried (see :mod:`basinflow.storage.retry`).
 
-Redirects: aiohttp follows them by default, as fsspec asks it to. With
-``allow_redirects=False`` (fsspec passes it to every request; the options
+Redirects and origins: the aiohttp session of this file system follows no redirect by
+itself. A client middleware (aiohttp's public hook, installed through fsspec's
+``get_client``) sees every 3xx answer and either follows it itself — a hop to another
+*origin* (scheme, host, port) carries no header but ``Range``: credentials and headers
+(``Authorization``, ``X-Api-Key``, cookies, ...) belong to the origin they were configured
+for — or, with ``allow_redirects=False`` (the options
 :meth:`Trust.check <basinflow.storage.referrer.trust.Trust.check>` gives a referrer's
-HTTP basins have it) fsspec would take a 3xx answer for the file itself (its body as data,
-its length as the size); here every 3xx answer raises
-:class:`~basinflow.errors.RedirectRefusedError` naming the URL and the target, which was
-not contacted. Options (``storage_options``):
+HTTP basins), refuses it: :class:`~basinflow.errors.RedirectRefusedError` names the URL
+and the target, which was not contacted. Options (``storage_options``):
 
 ``retries``
     Attempts per read, first included (default :data:`RETRIES`).
@@ -41,13 +43,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import yarl
-from fsspec.asyn import sync_wrapper
-from fsspec.implementations.http import HTTPFile, HTTPFileSystem
+from fsspec.asyn import sync, sync_wrapper
+from fsspec.implementations.http import HTTPFile, HTTPFileSystem, HTTPStreamFile
 
-from basinflow.errors import RedirectRefusedError, RetriesExhaustedError
+from basinflow.errors import RangeNotSupportedError, RedirectRefusedError, RetriesExhaustedError
 from basinflow.storage import retry
 from basinflow.storage.retry import CONNECT_TIMEOUT, READ_TIMEOUT
 
@@ -83,14 +86,11 @@ def redirect_target(response: aiohttp.ClientResponse) -> str | None:
         return None
 
 
-async def refuse_redirects(response: aiohttp.ClientResponse) -> None:
-    """aiohttp's ``raise_for_status`` hook of a session that follows no redirects: called
-    with each final answer (with ``allow_redirects=False``, the 3xx itself)."""
-    if not 300 <= response.status < 400:
-        return
+def refused(response: aiohttp.ClientResponse) -> RedirectRefusedError:
+    """The error for a 3xx answer of a session that follows no redirects."""
     url, target = str(response.url), redirect_target(response)
     where = f"to {target!r}" if target else "without a Location"
-    raise RedirectRefusedError(
+    return RedirectRefusedError(
         f"{url!r} answered HTTP {response.status}, a redirect {where}; it was not followed"
         + (f" and {target!r} was not contacted" if target else "")
         + " (a referrer's basin locations are checked against the trusted roots and hosts "
@@ -101,6 +101,69 @@ async def refuse_redirects(response: aiohttp.ClientResponse) -> None:
         target=target,
         status=response.status,
     )
+
+
+#: most redirects one request follows
+MAX_REDIRECTS = 10
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+#: the only header a request keeps on a hop to another origin (a byte range is no secret)
+_CROSS_ORIGIN_HEADERS = frozenset({"range"})
+#: headers aiohttp computes for each request itself
+_PER_REQUEST_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "cookie"})
+
+
+class OriginGuard:
+    """An aiohttp client middleware that handles redirects for a session that follows none.
+
+    ``follow=False``: a 3xx answer raises :class:`RedirectRefusedError`. ``follow=True``:
+    the redirect is followed here, with the same headers to the same origin and none but
+    ``Range`` to another (aiohttp alone drops only ``Authorization`` and cookies).
+    """
+
+    def __init__(self, follow: bool):
+        self.follow = follow
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, request: aiohttp.ClientRequest, handler) -> aiohttp.ClientResponse:
+        return await self._hop(request.method, request.url, request.headers, handler(request), 0)
+
+    async def _hop(self, method, url, headers, pending, hops: int) -> aiohttp.ClientResponse:
+        response = await pending
+        if response.status not in _REDIRECT_STATUS or "Location" not in response.headers:
+            return response
+        if not self.follow:
+            response.release()
+            raise refused(response)
+        target = redirect_target(response)
+        response.release()
+        if target is None or hops >= MAX_REDIRECTS:
+            raise aiohttp.TooManyRedirects(response.request_info, (), message=f"to {target}")
+        to = yarl.URL(target)
+        same = to.origin() == url.origin()
+        kept = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() not in _PER_REQUEST_HEADERS
+            and (same or k.lower() in _CROSS_ORIGIN_HEADERS)
+        }
+        if response.status == 303:
+            method = "GET"
+        # the hop goes out without middlewares (this one follows the chain) and without
+        # the session's default auth (the session has none: see RetryingHTTPFileSystem)
+        nxt = self.session.request(method, to, headers=kept, allow_redirects=False, middlewares=())
+        return await self._hop(method, to, kept, nxt, hops + 1)
+
+
+def _client_factory(follow: bool):
+    """fsspec's ``get_client`` hook: a session whose redirects :class:`OriginGuard` handles."""
+
+    async def get_client(**kwargs) -> aiohttp.ClientSession:
+        guard = OriginGuard(follow)
+        session = aiohttp.ClientSession(middlewares=(guard,), **kwargs)
+        guard.session = session
+        return session
+
+    return get_client
 
 
 def _redirect_in(exc: BaseException) -> RedirectRefusedError | None:
@@ -125,14 +188,29 @@ class RetryingHTTPFileSystem(HTTPFileSystem):
     ):
         ck = dict(client_kwargs or {})
         ck["timeout"] = client_timeout(ck.get("timeout"), read_timeout, connect_timeout)
-        if kwargs.get("allow_redirects", True) is False:
-            # every request of this file system gets allow_redirects=False (fsspec passes
-            # its options on); the session then sees the 3xx answers and refuses them
-            ck["raise_for_status"] = refuse_redirects
-        super().__init__(*args, client_kwargs=ck, **kwargs)
+        # headers and auth travel with each request, never as session defaults: the
+        # session would add those to a redirect's hop to another origin
+        headers = {**dict(ck.pop("headers", None) or {}), **dict(kwargs.pop("headers", None) or {})}
+        if headers:
+            kwargs["headers"] = headers
+        if "auth" in ck:
+            kwargs["auth"] = ck.pop("auth")
+        follow = kwargs.pop("allow_redirects", True) is not False
+        kwargs["allow_redirects"] = False  # aiohttp follows nothing: OriginGuard decides
+        super().__init__(*args, client_kwargs=ck, get_client=_client_factory(follow), **kwargs)
+        self.follow_redirects = follow
         self.retries = max(1, int(retries))
         self.retry_backoff = float(retry_backoff)
         self.retry_backoff_max = float(retry_backoff_max)
+
+    @staticmethod
+    def prepare_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        """storage_options with basinflow's defaults (timeouts; fsspec's instance cache)."""
+        opts = dict(options)
+        opts.setdefault("skip_instance_cache", False)
+        opts.setdefault("read_timeout", READ_TIMEOUT)
+        opts.setdefault("connect_timeout", CONNECT_TIMEOUT)
+        return opts
 
     async def _retrying(self, url: str, call, *args, **kwargs):
         for attempt in range(1, self.retries + 1):
@@ -158,7 +236,27 @@ class RetryingHTTPFileSystem(HTTPFileSystem):
         return await self._retrying(url, super()._info, url, **kwargs)
 
     async def _cat_file(self, url, start=None, end=None, **kwargs):
-        return await self._retrying(url, super()._cat_file, url, start=start, end=end, **kwargs)
+        """fsspec's, plus a check that a byte range came back as one: fsspec's returns
+        the whole body of a server that ignores ``Range``, read as if it were the range."""
+        ranged = start is not None or end is not None
+
+        async def once() -> bytes:
+            kw = {**self.kwargs, **kwargs}
+            if ranged:
+                if start == end:
+                    return b""
+                headers = dict(kw.pop("headers", None) or {})
+                headers["Range"] = await self._process_limits(url, start, end)
+                kw["headers"] = headers
+            session = await self.set_session()
+            async with session.get(self.encode_url(url), **kw) as r:
+                self._raise_not_found_for_status(r, url)
+                whole = r.status != 206 and not (start in (None, 0) and end is None)
+                if ranged and whole:
+                    raise range_not_supported(url)
+                return await r.read()
+
+        return await self._retrying(url, once)
 
     async def _ls_real(self, url, detail=True, **kwargs):
         return await self._retrying(url, super()._ls_real, url, detail=detail, **kwargs)
@@ -187,27 +285,65 @@ class RetryingHTTPFileSystem(HTTPFileSystem):
                 raise
             return False
 
-    def _open(self, path, mode="rb", *args, **kwargs):
-        f = super()._open(path, mode, *args, **kwargs)
-        if type(f) is HTTPFile:
-            # fsspec builds its HTTPFile itself; this subclass only adds retries to the
-            # two fetch methods, so the object is re-classed rather than rebuilt (and its
-            # cache, which kept the old bound fetcher, pointed at the new one)
-            f.__class__ = RetryingHTTPFile
-            f.cache.fetcher = f._fetch_range
-        return f
+    def _open(
+        self,
+        path,
+        mode="rb",
+        block_size=None,
+        autocommit=None,  # fsspec's open() passes it; reads have nothing to commit
+        cache_type=None,
+        cache_options=None,
+        size=None,
+        **kwargs,
+    ):
+        """fsspec's ``HTTPFile`` with retried block fetches (a streaming file where the
+        server gives no size or no ranges, as fsspec does)."""
+        if mode != "rb":
+            raise NotImplementedError(f"{path}: HTTP files are read-only")
+        block_size = self.block_size if block_size is None else block_size
+        kw = {**self.kwargs, "asynchronous": self.asynchronous, **kwargs}
+        info: dict = {}
+        size = size or info.update(self.info(path, **kwargs)) or info["size"]
+        session = sync(self.loop, self.set_session)
+        if not (block_size and size and info.get("partial", True)):
+            return HTTPStreamFile(self, path, mode=mode, loop=self.loop, session=session, **kw)
+        return RetryingHTTPFile(
+            self,
+            path,
+            session=session,
+            block_size=block_size,
+            mode=mode,
+            size=size,
+            cache_type=cache_type or self.cache_type,
+            cache_options=cache_options or self.cache_options,
+            loop=self.loop,
+            **kw,
+        )
+
+
+def range_not_supported(url: str) -> RangeNotSupportedError:
+    return RangeNotSupportedError(
+        f"{url!r}: the server does not honour HTTP Range requests (it sent the whole file "
+        "for a byte range), which reading HDF5 or TIFF remotely needs; serve the file from "
+        "a server that does, or copy it to local disk or S3"
+    )
 
 
 class RetryingHTTPFile(HTTPFile):
     """An open HTTP file whose block fetches are retried by its file system."""
 
     async def async_fetch_range(self, start, end):
-        return await self.fs._retrying(self.url, super().async_fetch_range, start, end)
+        try:
+            return await self.fs._retrying(self.url, super().async_fetch_range, start, end)
+        except ValueError as exc:
+            if "range requests" not in str(exc):
+                raise
+            raise range_not_supported(self.url) from None
 
     async def async_fetch_all(self):
         return await self.fs._retrying(self.url, super().async_fetch_all)
 
-    # fsspec binds the sync versions at class creation: rebind them to the retrying ones
+    # fsspec binds the sync versions at class creation: bind them to these
     _fetch_range = sync_wrapper(async_fetch_range)
     _fetch_all = sync_wrapper(async_fetch_all)
 
@@ -216,11 +352,14 @@ __all__ = [
     "BACKOFF",
     "BACKOFF_MAX",
     "CONNECT_TIMEOUT",
+    "MAX_REDIRECTS",
     "READ_TIMEOUT",
     "RETRIES",
+    "OriginGuard",
+    "RangeNotSupportedError",
     "RetryingHTTPFile",
     "RetryingHTTPFileSystem",
     "client_timeout",
     "redirect_target",
-    "refuse_redirects",
+    "refused",
 ]

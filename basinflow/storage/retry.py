@@ -5,9 +5,9 @@ Who retries what (a read of raw data, its metadata, its pin or a listing):
 * **S3** — the libraries. botocore's ``standard`` retry mode retries 5xx answers,
   throttling (``SlowDown``), connection resets and read timeouts (``max_attempts`` in
   ``config_kwargs.retries``); s3fs retries each call again on resets, timeouts and
-  ``SlowDown`` (its ``retries`` option) and, through :func:`s3fs_error_handler`, on other
-  transient S3 answers (``InternalError``, a bare ``503`` to a ``HEAD``).
-  :func:`basinflow.storage.fs.url_to_fs` sets the attempts and timeouts.
+  ``SlowDown`` (its ``retries`` option). :func:`basinflow.storage.fs.url_to_fs` sets the
+  attempts and timeouts. (s3fs's only hook for more, ``set_custom_error_handler``, is
+  process-wide, so it is left alone: botocore's attempts are raised instead.)
 * **HTTP** — fsspec's ``HTTPFileSystem`` has no retries: :mod:`basinflow.storage.http` adds
   them, with :func:`backoff` (bounded exponential, jittered).
 
@@ -198,35 +198,6 @@ def exhausted_message(url: str, exc: BaseException, attempts: int | None = None)
     )
 
 
-def s3fs_error_handler(exc: BaseException) -> bool:
-    """For ``s3fs.core.set_custom_error_handler``: retry transient S3 *answers* (5xx,
-    throttling) that s3fs alone would give up on after botocore's attempts."""
-    from botocore.exceptions import ClientError
-
-    return isinstance(exc, ClientError) and classify(exc) is True
-
-
-_S3FS_HANDLER_INSTALLED = False
-
-
-def install_s3fs_error_handler() -> None:
-    """Chain :func:`s3fs_error_handler` in front of s3fs's current handler (once)."""
-    global _S3FS_HANDLER_INSTALLED
-    if _S3FS_HANDLER_INSTALLED:
-        return
-    try:
-        import s3fs.core
-    except ImportError:
-        return
-    previous = s3fs.core.CUSTOM_ERROR_HANDLER
-
-    def handler(exc: BaseException) -> bool:
-        return s3fs_error_handler(exc) or bool(previous(exc))
-
-    s3fs.core.set_custom_error_handler(handler)
-    _S3FS_HANDLER_INSTALLED = True
-
-
 __all__ = [
     "CONNECTION_ERRNOS",
     "CONNECT_TIMEOUT",
@@ -238,9 +209,7 @@ __all__ = [
     "classify",
     "describe",
     "exhausted_message",
-    "install_s3fs_error_handler",
     "is_connect_failure",
     "retry_here",
-    "s3fs_error_handler",
     "transient_cause",
 ]

@@ -232,7 +232,7 @@ def test_unreachable_http_host_inside_file_fails_fast(untouched, caplog):
 
 
 def test_unreachable_s3_endpoint_fails_fast(untouched, caplog):
-    from basinflow.storage.fs import S3_MAX_ATTEMPTS
+    from basinflow.storage.s3 import S3_MAX_ATTEMPTS
 
     port = servers.free_port()
     options = {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}

@@ -152,3 +152,16 @@ def test_types_of_a_recipe_are_found_before_the_recipe_is_imported():
     with pytest.warns(BasinflowWarning, match="spice type 'ep_broken'"):
         assert TYPES.load_all([broken]) == {}
     assert not is_registered("ep_broken")
+
+
+@pytest.mark.parametrize("value", [2**63, 10**30])
+def test_integers_beyond_int64_are_refused_naming_the_field(value):
+    """JSON and Python integers have no limit, NumPy's do: refused when seeded, not with a
+    bare ``OverflowError`` at cook time."""
+    from basinflow.recipes.roi import RoiSpice  # noqa: F401 - registers "roi"
+
+    data = {"regions": {"peak": [0, value, 0, 4]}}
+    with pytest.raises(SpiceValidationError, match=r"regions\.peak\[1\]") as err:
+        validate_spice_data("roi", data, what="spice 'roi'")
+    assert str(value) in str(err.value) and "64-bit" in str(err.value)
+    assert validate_spice_data("roi", {"regions": {"peak": [0, 2**62, 0, 4]}})

@@ -44,3 +44,35 @@ def test_inspect_bad_config_is_one_line(cooked, tmp_path, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "missing.yaml" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["provenance", "basin", "spice"])
+def test_inspect_shows_referrer_text_as_text(cooked, tmp_path, capsys, monkeypatch, where):
+    """Text from a referrer is data: rich markup in it is printed, not interpreted."""
+    import json
+    import shutil
+
+    import h5py
+
+    _, _, result = cooked
+    ref = tmp_path / "ref.h5"
+    shutil.copy(result.output.removeprefix("file://"), ref)
+    evil = "[/bold]x[red]y[link=http://evil.invalid]z"
+    with h5py.File(ref, "a") as f:
+        prov = json.loads(f["provenance/document"][()])
+        if where == "provenance":
+            prov["comment"] = evil
+        elif where == "spice":
+            prov["spice"] = [{"handle": evil, "revision": 1, "uuid": "u"}]
+        else:
+            (key,) = f["basins"]
+            basin = json.loads(f["basins"][key][()])
+            basin["identifier"] = basin["name"] = evil.replace("/", "|")
+            del f["basins"][key]
+            f["basins"][key] = json.dumps(basin)
+        del f["provenance/document"]
+        f["provenance/document"] = json.dumps(prov)
+    monkeypatch.setenv("COLUMNS", "1000")  # wide enough that no table cell wraps
+    assert run(["inspect", str(ref)]) == 0
+    out = capsys.readouterr().out
+    assert (evil if where != "basin" else evil.replace("/", "|")) in out  # as it is

@@ -98,3 +98,51 @@ def test_partials_of_dead_writers_are_swept(tmp_path):
     assert not dead.exists()
     assert live.exists() and elsewhere.exists() and other_output.exists()
     assert final.read_bytes() == b"whole"
+
+
+def test_the_data_and_the_rename_reach_the_disk_in_order(tmp_path):
+    """Observed with strace: the temporary file is fsync-ed before the rename, the
+    directory after it (else a power cut can leave the final name on a truncated file)."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (apt-get install -y strace)")
+    final = tmp_path / "out" / "ref.h5"
+    code = (
+        "from basinflow.storage.commit import atomic_output\n"
+        f"with atomic_output({final.as_uri()!r}) as tmp, open(tmp, 'wb') as f:\n"
+        "    f.write(b'x' * 4096)\n"
+    )
+    log = tmp_path / "strace.txt"
+    subprocess.run(
+        [
+            strace,
+            "-f",
+            "-o",
+            str(log),
+            "-e",
+            "trace=openat,fsync,rename,renameat,renameat2,close",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        check=True,
+    )
+    fds: dict[str, str] = {}
+    events = []
+    for line in log.read_text().splitlines():
+        if m := re.search(r'openat\(AT_FDCWD, "([^"]+)".*\)\s+= (\d+)$', line):
+            fds[m.group(2)] = m.group(1)
+        elif m := re.search(r"fsync\((\d+)\)\s+= 0", line):
+            events.append(("fsync", fds.get(m.group(1), "?")))
+        elif m := re.search(r'rename(?:at2?)?\(.*"([^"]+)".*"([^"]+)"', line):
+            events.append(("rename", m.group(2)))
+    renamed = events.index(("rename", str(final)))
+    before, after = events[:renamed], events[renamed + 1 :]
+    assert any(e[0] == "fsync" and e[1].endswith(".partial") for e in before), events
+    assert ("fsync", str(final.parent)) in after, events
+    assert final.read_bytes() == b"x" * 4096

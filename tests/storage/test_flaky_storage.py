@@ -2,7 +2,7 @@
 the HTTP server, failing a share of requests with 500/503, dropped connections and stalls
 past the client's read timeout.
 
-* transient failures are retried by the storage layer (botocore + s3fs for S3, ours for
+* transient failures are retried by the storage layer (botocore for S3, ours for
   HTTP) and a read completes with the same bytes as without faults;
 * a failure that outlives the retries is a clear :class:`RetriesExhaustedError` naming the
   URL, which the flows treat as transient;
@@ -78,18 +78,16 @@ class Backend:
         """The request path the proxy sees for ``rel``."""
         return f"/{rel}" if self.name == "http" else f"/raw/flaky-storage/{rel}"
 
-    def options(self, retries: int, botocore_retries: int = 0) -> dict:
-        """Short timeouts and backoffs; ``retries`` attempts per call (s3fs's for S3, which
-        each make ``1 + botocore_retries`` requests: botocore's backoff is up to 2**n s and
-        cannot be lowered, s3fs's starts at 0.1 s)."""
+    def options(self, retries: int) -> dict:
+        """Short timeouts and backoffs; ``retries`` attempts per call (botocore's for S3,
+        whose backoff, up to 2**n s, cannot be lowered)."""
         opts = {"read_timeout": READ_TIMEOUT, "connect_timeout": 5, "retries": retries}
         if self.name == "http":
             return {**opts, "retry_backoff": 0.02, "retry_backoff_max": 0.2}
-        config = {"retries": {"max_attempts": botocore_retries, "mode": "standard"}}
-        return {**servers.s3_options(self.px.url), **opts, "config_kwargs": config}
+        return {**servers.s3_options(self.px.url), **opts}
 
-    def requests_per_call(self, retries: int, botocore_retries: int = 0) -> int:
-        return retries if self.name == "http" else retries * (1 + botocore_retries)
+    def requests_per_call(self, retries: int) -> int:
+        return retries
 
 
 @pytest.fixture(params=["http", "s3"])
@@ -159,14 +157,14 @@ def test_a_5xx_is_retried_then_a_clear_error(backend, status):
     backend.px.faults(fail_rate=1.0, fail_status=status, fail_paths=[rf"/{rel}$"])
     url = backend.url(rel)
     with pytest.raises(errors.RetriesExhaustedError) as e:
-        fs.cat_ranges(url, [(0, 100)], backend.options(retries=2, botocore_retries=1))
+        fs.cat_ranges(url, [(0, 100)], backend.options(retries=2))
     message = str(e.value)
     assert url in message and "unreachable" in message and str(status) in message
     assert "Retry later" in message and "storage_options" in message
     assert isinstance(e.value, errors.UnreachableError | ConnectionError)
     assert is_transient(e.value)
-    # S3: s3fs's 2 attempts of botocore's 1 + 1 each; HTTP: our 2
-    assert _paths(backend.px) == {backend.path(rel): backend.requests_per_call(2, 1)}
+    # S3: botocore's 1 + 1 (s3fs adds no loop of its own); HTTP: our 2
+    assert _paths(backend.px) == {backend.path(rel): backend.requests_per_call(2)}
     # the neighbours are untouched
     assert fs.cat_ranges(backend.url("nexus/p1/1.h5"), [(0, 8)], backend.options(retries=2))
 

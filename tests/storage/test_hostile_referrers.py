@@ -36,11 +36,13 @@ from basinflow.errors import (
     UntrustedBasinError,
 )
 from basinflow.storage import fs, hdf5
+from basinflow.storage.hdf5_links import candidates
 from basinflow.storage.referrer import basins as basins_mod
-from basinflow.storage.referrer import read as read_mod
+from basinflow.storage.referrer import load as load_mod
+from basinflow.storage.referrer import meta as meta_mod
+from basinflow.storage.referrer import open as open_mod
 from basinflow.storage.referrer.basins import MAX_BASIN_DEPTH, MAX_BASINS, Basin
-from basinflow.storage.referrer.h5links import candidates
-from basinflow.storage.referrer.read import read_meta
+from basinflow.storage.referrer.meta import read_meta
 from basinflow.storage.referrer.trust import Trust
 from basinflow.storage.referrer.write import internal_basin, write_referrer
 from tests.storage.test_referrer import _foreign
@@ -192,8 +194,8 @@ def test_refusals_say_why(tmp_path):
         assert repr(url) in str(err.value) and "not opened" in str(err.value)
     # and resolve() records them, one per location
     basin = Basin(name="b", type="remote", format="http", urls=list(reasons)[3:])
-    meta = read_mod.ReferrerMeta(ref, [basin], {}, {}, {}, "1")
-    res = read_mod.resolve(basin, meta, trust)
+    meta = meta_mod.ReferrerMeta(ref, [basin], {}, {}, {}, "1")
+    res = load_mod.resolve(basin, meta, trust)
     assert res.status == "untrusted"
     assert res.tried == [(u, f"untrusted: {r} (not opened)") for u, r in list(reasons.items())[3:]]
     for url, reason in list(reasons.items())[3:]:
@@ -533,7 +535,7 @@ def test_requests_for_basins_follow_no_redirect_but_raw_reads_do(redirecting):
         "cat_ranges": lambda: fs.cat_ranges(url, [(0, 8)], opts),
         "open_input": lambda: fs.open_input(url, opts),
         "h5py": lambda: hdf5.open_h5(url, opts),
-        "basin file": lambda: read_mod._open_h5(url, opts, "basin"),  # not "not HDF5"
+        "basin file": lambda: meta_mod.open_h5(url, opts, "basin"),  # not "not HDF5"
         "referrer basin": lambda: read_meta(url, opts),
         "block fetch": lambda: fsys.open(fpath, "rb", size=4096).read(8),
     }
@@ -668,7 +670,8 @@ def test_per_url_options_never_carry_credentials_elsewhere():
         host_options={"s3://other": b_opts},
     )
     assert trust.check("s3://raw/samples/p1/1.h5") == a_opts
-    assert trust.check("s3://other/x.h5") == b_opts
+    # no credentials named for B: asked anonymously, never with the environment's keys
+    assert trust.check("s3://other/x.h5") == {**b_opts, "anon": True}
     assert trust.check("http://web:80/x.h5") == {"allow_redirects": False}  # no credentials
     for url in ("s3://raw/samplesX/1.h5", "s3://raw/other.h5", "s3://third/x.h5"):
         with pytest.raises(UntrustedBasinError):
@@ -822,7 +825,7 @@ def test_the_depth_limit_is_exact_and_opens_nothing_deeper(tmp_path):
 
 def test_fan_out_is_bounded(tmp_path, monkeypatch):
     """Each level names the next one 4 times: 4**6 opens without a total limit."""
-    monkeypatch.setattr(read_mod, "MAX_REFERRERS", 30)
+    monkeypatch.setattr(open_mod, "MAX_REFERRERS", 30)
     fan = [
         Basin(name=f"b{i}", type="file", paths=["sub/ref.h5"], layout="referrer", order=i)
         for i in range(4)

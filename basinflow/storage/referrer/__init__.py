@@ -8,6 +8,7 @@ writes a self-contained copy.
 from __future__ import annotations
 
 from basinflow.storage.referrer.basins import Basin
-from basinflow.storage.referrer.read import open_referrer, read_meta
+from basinflow.storage.referrer.meta import read_meta
+from basinflow.storage.referrer.open import open_referrer
 
 __all__ = ["Basin", "open_referrer", "read_meta"]

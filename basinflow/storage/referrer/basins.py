@@ -313,7 +313,8 @@ def referrer_as_basin(
         urls=urls,
         layout="referrer",
         identifier=source_url.rsplit("/", 1)[-1],
-        pin=dict(pin) if pin else fs.pin(source_url, storage_options),
+        # a referrer may be copied or moved: a full digest still recognises it
+        pin=dict(pin) if pin else fs.pin(source_url, storage_options, full=True),
         order=order,
         dim=dim,
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from basinflow.storage.commit import atomic_output
-from basinflow.storage.referrer.read import open_referrer
+from basinflow.storage.referrer.open import open_referrer
 from basinflow.storage.referrer.write import write_referrer
 
 

@@ -21,6 +21,10 @@ Rules
   longest trusted root containing it (a repository's own options for its root, the
   caller's ``storage_options`` for the referrer's own location), ``host_options[host]``
   for a trusted host, and nothing otherwise. Options are never written into a referrer.
+  Credentials the options do not name come from the environment (botocore's chain) and
+  are meant for AWS or for the endpoint a repository's configuration names: an S3
+  endpoint trusted any other way is asked anonymously unless its options name
+  credentials (:func:`~basinflow.storage.fs.scoped_s3_options`).
 * **Redirects** are not followed by the requests for a basin: an HTTP(S) location's
   options turn them off (``allow_redirects=False``), so a 3xx answer is an error
   (:class:`~basinflow.errors.RedirectRefusedError`) naming its target. Resolving a basin
@@ -80,6 +84,9 @@ class TrustedRoot:
     root: str  # normalised
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     why: str = "caller"
+    #: the options come from a repository's configuration, so credentials from the
+    #: environment are meant for its endpoint
+    paired: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,7 @@ class Trust:
             elif hasattr(item, "trusted_roots"):  # a Repository
                 opts = dict(getattr(item, "storage_options", {}) or {})
                 for r in item.trusted_roots:
-                    roots.append(TrustedRoot(_root(r), opts, f"repository {item.name!r}"))
+                    roots.append(TrustedRoot(_root(r), opts, f"repository {item.name!r}", True))
                 hosts.extend(_host_key(h) for h in getattr(item, "trusted_hosts", ()))
             elif isinstance(item, tuple) and len(item) == 2:
                 roots.append(TrustedRoot(_root(item[0]), dict(item[1] or {})))
@@ -125,7 +132,7 @@ class Trust:
                 if fs.local_path(referrer_url) is not None
                 else own.rsplit("/", 1)[0]
             )
-            roots.append(TrustedRoot(base, dict(storage_options or {}), "referrer directory"))
+            roots.append(TrustedRoot(base, dict(storage_options or {}), "referrer directory", True))
         return cls(tuple(roots), tuple(dict.fromkeys(hosts)), dict(host_options or {}))
 
     def check(self, url: str, *, what: str = "basin") -> dict[str, Any]:
@@ -152,9 +159,9 @@ class Trust:
                 reason="outside the trusted roots once percent-decoded",
             )
         if best is not None:
-            return _no_redirects(url, best.storage_options)
+            return _no_redirects(url, best.storage_options, paired=best.paired)
         if not local and _host_key(url) in self.hosts:
-            return _no_redirects(url, self.host_options.get(_host_key(url), {}))
+            return _no_redirects(url, self.host_options.get(_host_key(url), {}), paired=False)
         roots = ", ".join(r.root for r in self.roots) or "none"
         hosts = ", ".join(self.hosts) or "none"
         raise UntrustedBasinError(
@@ -190,11 +197,15 @@ class Trust:
         return True
 
 
-def _no_redirects(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def _no_redirects(url: str, options: Mapping[str, Any], *, paired: bool) -> dict[str, Any]:
     """``options`` for a request to ``url``; over HTTP(S) with redirects turned off (a 3xx
     answer raises :class:`~basinflow.errors.RedirectRefusedError` naming its target, which
-    :func:`~basinflow.storage.referrer.read.resolve` checks before it follows it)."""
+    :func:`~basinflow.storage.referrer.load.resolve` checks before it follows it); on S3,
+    without the environment's credentials unless the options were ``paired`` with them
+    (a repository's own)."""
     out = dict(options)
+    if fs.scheme_of(url) == "s3" and not paired:
+        out = fs.scoped_s3_options(out)
     if fs.scheme_of(url) in ("http", "https"):
         out["allow_redirects"] = False
     return out
