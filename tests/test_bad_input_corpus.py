@@ -1216,7 +1216,8 @@ CASES = [
     C(
         "cli",
         "ls-broken-scan",
-        lambda w: (_text_h5(w), ["ls", w.raw, "p1"])[1],
+        # asked for the unreadable scan itself (a proposal listing shows it as a row, exit 0)
+        lambda w: (_text_h5(w), ["ls", w.raw, "p1", "text"])[1],
         None,
         r"raw/p1/text\.h5' is not a readable HDF5 file",
     ),
