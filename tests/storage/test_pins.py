@@ -144,3 +144,29 @@ def test_a_same_size_reupload_to_s3_is_stale(tmp_path, s3_server, s3_options):
     servers.upload(local_file.parent, "s3://pinned", s3_options)
     with pytest.raises(StaleBasinError, match="etag"):
         bf.open_referrer(str(ref), trusted=trusted)
+
+
+def test_a_changed_source_of_a_basin_is_stale(tmp_path):
+    """A basin's pin lists the files its frames live in (virtual dataset sources): a
+    rewrite of one of them is noticed though the basin file itself is unchanged."""
+    dl = tmp_path / "downloads"
+    dl.mkdir()
+    with h5py.File(dl / "src.h5", "w") as f:
+        f["x"] = np.arange(4.0)
+    with h5py.File(dl / "raw.h5", "w") as f:
+        layout = h5py.VirtualLayout(shape=(4,), dtype="f8")
+        layout[:] = h5py.VirtualSource("src.h5", "x", shape=(4,))
+        f.create_virtual_dataset("v", layout)
+    src = (dl / "src.h5").as_uri()
+    pin = {**fs.pin(str(dl / "raw.h5")), "sources": {src: fs.pin(src)}}
+    basin = Basin(
+        name="raw", type="file", paths=["raw.h5"], datasets={"v": {"path": "/v"}}, pin=pin
+    )
+    ref = _plain_ref(dl / "ref.h5", [basin], ds=xr.Dataset({"u": ("v_dim0", np.zeros(4))}))
+    np.testing.assert_array_equal(bf.open_referrer(str(ref)).v.values, np.arange(4.0))
+    with h5py.File(dl / "src.h5") as f:
+        offset = f["x"].id.get_offset()
+    _rewrite_keeping_mtime(str(dl / "src.h5"), offset, np.float64(-1).tobytes())
+    with pytest.raises(StaleBasinError, match="its source") as err:
+        bf.open_referrer(str(ref))
+    assert "src.h5" in str(err.value)

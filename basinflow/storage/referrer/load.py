@@ -114,8 +114,26 @@ def resolve(
             res.tried.append((pin_url, _refused(exc)))
             res.status, res.location, res.message = "untrusted", None, f"{meta.url!r}: {exc}"
             return res
+        sources = basin.pin.get("sources") or {}
+        checks = [(pin_url, opts, basin.pin)]
+        for url, recorded in sources.items() if isinstance(sources, dict) else ():
+            try:  # the files the frames live in (VDS/external-link sources): trust first
+                url_opts = trust.check(url, what=f"basin {basin.name!r} source")
+            except UntrustedBasinError as exc:
+                res.tried.append((url, _refused(exc)))
+                res.status, res.location, res.message = "untrusted", None, f"{meta.url!r}: {exc}"
+                return res
+            checks.append((url, url_opts, recorded))
         try:
-            ok, why = pins.verdict(basin.pin, pin_url, opts)
+            ok, why = True, ""
+            for url, url_opts, recorded in checks:
+                if not isinstance(recorded, dict):
+                    ok, why = False, f"its pin for {url!r} is malformed"
+                    break
+                ok, why = pins.verdict(recorded, url, url_opts)
+                if not ok:
+                    why = why if url == pin_url else f"its source {url!r}: {why}"
+                    break
         except RedirectRefusedError as exc:
             res.tried.append((pin_url, f"redirected to {exc.target} (not followed)"))
             res.status, res.location = "untrusted", None
