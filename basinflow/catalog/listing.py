@@ -9,12 +9,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import h5py
-
 from basinflow.catalog.template import Template, parse_component
 from basinflow.errors import NotFound, TemplateError, UnlistedEntriesWarning
 from basinflow.keys import is_valid_key, natural_sorted
-from basinflow.storage import fs, hdf5
+from basinflow.storage import fs
 
 INDEX_NAME = "basinflow-index.json"
 
@@ -116,6 +114,12 @@ def _from_fragment(
             "still has unfilled fields; put outer keys before inner ones"
         )
     comps, last = spec
+    # imported here: lazy HDF5 reading pulls in xarray and numba, which listing a path
+    # template (the CLI's name checks) does not need
+    import h5py
+
+    from basinflow.storage import hdf5
+
     handle = hdf5.open_h5(template.path, storage_options)
     try:
         groups: list[tuple[h5py.Group, dict]] = [(handle.file, {})]
