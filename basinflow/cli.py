@@ -108,7 +108,7 @@ def ls(
     Every scan is a row: an unreadable one says so (its reason is printed below the table)
     and the listing goes on; asking for one scan that is unreadable is an error."""
     from basinflow import cli_checks
-    from basinflow.cli_flows import relative
+    from basinflow.report import relative
 
     repo = _repository(repository, config)
     if proposal is None:

@@ -22,6 +22,7 @@ from basinflow.errors import (
     ScanNotFound,
     UnknownRecipeError,
 )
+from basinflow.keys import validate_key
 
 if TYPE_CHECKING:
     from basinflow.catalog.repository import Proposal, Repository
@@ -63,7 +64,11 @@ def check_name(name: str, known: Sequence[str], what: str, where: str, error: ty
     """Raise ``error`` naming ``name``, the closest known names and the known ones."""
     if name in known:
         return
-    raise error(f"no {what} {name!r} in {where}{did_you_mean(name, known)} ({_known(what, known)})")
+    noun = "key" if what in ("proposal", "scan") else "name"
+    raise error(
+        f"no {what} {name!r} in {where}{did_you_mean(name, known)} ({_known(what, known)}); "
+        f"check the {noun}"
+    )
 
 
 def recipe_names() -> list[str]:
@@ -117,6 +122,7 @@ def repository(config: Config, name: str) -> Repository:
 
 
 def proposal(repo: Repository, key: str) -> Proposal:
+    validate_key(key, "proposal")  # a hostile key is refused before it is compared
     check_name(key, repo.keys(), "proposal", f"repository {repo.name!r}", ProposalNotFound)
     return repo[key]
 
@@ -124,6 +130,7 @@ def proposal(repo: Repository, key: str) -> Proposal:
 def scans(prop: Proposal, keys: Iterable[str]) -> None:
     known = prop.keys()
     for key in keys:
+        validate_key(key, "scan")
         check_name(key, known, "scan", f"proposal {prop.key!r}", ScanNotFound)
 
 

@@ -16,17 +16,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from basinflow.report import output_of, relative, scan_line, size
+
 _ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="basinflow YAML config")]
 _Verbose = Annotated[
     bool, typer.Option("--verbose/--no-verbose", "-v", help="show logs and tracebacks")
 ]
 
-#: Per-scan INFO logs reach the run's log in the Prefect API (the UI shows them); the
-#: terminal gets Prefect's console output (tracebacks included) only with --verbose.
-RUN_LOG_ENV = {
-    "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
-    "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
-}
+#: The terminal gets Prefect's console output (tracebacks included) only with --verbose;
+#: the run's log in the Prefect API (the UI) gets every scan's line either way.
 QUIET_ENV = {
     "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL",
     "DASK_LOGGING__DISTRIBUTED": "error",
@@ -50,27 +48,11 @@ def quiet(config: Path | None = None, *, verbose: bool = False) -> None:
     from basinflow.flows.runtime import configure_environment
 
     configure_environment(home=prefect_home(config) if config is not None else None)
-    for key, value in {**RUN_LOG_ENV, **({} if verbose else QUIET_ENV)}.items():
+    for key, value in ({} if verbose else QUIET_ENV).items():
         os.environ.setdefault(key, value)
     level = logging.INFO if verbose else logging.ERROR
     for name in ("distributed", "prefect_dask"):
         logging.getLogger(name).setLevel(level)
-
-
-def relative(url: str | None) -> str:
-    """A local output URL as a path relative to the working directory (short, copyable)."""
-    import os
-
-    if not url:
-        return ""
-    if not url.startswith("file://"):
-        return url
-    path = url[len("file://") :]
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("../..") else rel
 
 
 def results_table(results: list, title: str | None = None) -> Table:
@@ -90,27 +72,9 @@ def results_table(results: list, title: str | None = None) -> Table:
             f"{r.seconds:.1f}",
             size(r.bytes_read),
             size(r.bytes_written),
-            "-" if r.status == "failed" else escape(relative(r.output) or r.reason),
+            escape(output_of(r) or ("-" if r.status == "failed" else r.reason)),
         )
     return t
-
-
-def size(n: float) -> str:
-    """Bytes in decimal units, as a person reads them (``1.2 MB``)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
-def scan_line(r) -> str:
-    """One plain line per scan (piped output, logs)."""
-    what = r.reason if r.status == "failed" else relative(r.output) or r.reason
-    return (
-        f"{r.proposal}/{r.scan} {r.status} {r.seconds:.1f} s, read {size(r.bytes_read)}, "
-        f"wrote {size(r.bytes_written)}: {what}"
-    )
 
 
 def failure_lines(console: Console, results: list) -> None:
@@ -182,7 +146,7 @@ def progress(console: Console, title: str, total: int):
         console.print(f"cook {title}: {total} scans", highlight=False)
 
         def line(result) -> None:
-            console.print(escape(scan_line(result)), highlight=False, soft_wrap=True)
+            console.print(escape(scan_line(result)), highlight=False)  # wrapped at the width
 
         yield line
         return
@@ -237,10 +201,13 @@ def ui(
 
     load_config(config)  # one line if it is not there
     quiet(config)
+    # the UI asks its API at PREFECT_UI_API_URL, which `--port` alone does not change
+    port = port or int(os.environ.get("PREFECT_SERVER_API_PORT") or 4200)
+    os.environ["PREFECT_SERVER_API_PORT"] = str(port)
+    os.environ.setdefault("PREFECT_UI_API_URL", f"http://127.0.0.1:{port}/api")
     exe = Path(sys.executable).with_name("prefect")
-    cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--analytics-off"]
-    if port is not None:
-        cmd += ["--port", str(port)]
+    cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    cmd.append("--analytics-off")
     home = os.environ["PREFECT_HOME"]
     Console().print(f"runs in {relative('file://' + home)}; Ctrl-C stops", highlight=False)
     try:

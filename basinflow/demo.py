@@ -43,8 +43,9 @@ def run_demo(directory: Path, out: Console, ls: Callable[[str, str | None, Path]
     """``ls`` is the CLI's listing command (the CLI calls the demo, never the reverse)."""
     import basinflow as bf
     from basinflow import samples
-    from basinflow.cli_flows import progress, quiet, relative, results_table
+    from basinflow.cli_flows import progress, quiet, results_table
     from basinflow.flows.run import cook_proposal
+    from basinflow.report import relative
 
     directory = Path(directory).absolute()
     config = directory / "basinflow.yaml"

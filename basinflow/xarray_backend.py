@@ -14,7 +14,7 @@ referrer's basins reads other files, which a caller should ask for by name.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from xarray.backends import BackendEntrypoint
@@ -36,18 +36,16 @@ class BasinflowBackendEntrypoint(BackendEntrypoint):
         "missing",
     )
 
-    def open_dataset(  # type: ignore[override] - xarray's signature is **kwargs-open
+    def open_dataset(  # type: ignore[override] - the parameters are open_referrer's
         self,
         filename_or_obj: str | os.PathLike[Any],
         *,
         drop_variables: str | Iterable[str] | None = None,
-        trusted: Iterable[Any] = (),
-        trusted_hosts: Iterable[str] = (),
-        storage_options: Mapping[str, Any] | None = None,
-        host_options: Mapping[str, Mapping[str, Any]] | None = None,
-        check_pins: bool = True,
-        missing: str = "raise",
+        **open_kwargs: Any,
     ):
+        """``open_referrer(filename_or_obj, **open_kwargs)``: ``trusted``,
+        ``trusted_hosts``, ``storage_options``, ``host_options``, ``check_pins``,
+        ``missing``."""
         from basinflow.storage.referrer.open import open_referrer
 
         if not isinstance(filename_or_obj, str | os.PathLike):
@@ -55,15 +53,7 @@ class BasinflowBackendEntrypoint(BackendEntrypoint):
                 "engine='basinflow' opens a referrer by path or URL (its basins resolve "
                 f"relative to it), not a {type(filename_or_obj).__name__}"
             )
-        ds = open_referrer(
-            os.fspath(filename_or_obj),
-            trusted=trusted,
-            trusted_hosts=trusted_hosts,
-            storage_options=storage_options,
-            host_options=host_options,
-            check_pins=check_pins,
-            missing=missing,
-        )
+        ds = open_referrer(os.fspath(filename_or_obj), **open_kwargs)
         if drop_variables is not None:
             names = [drop_variables] if isinstance(drop_variables, str) else drop_variables
             ds = ds.drop_vars(list(names), errors="ignore")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from basinflow import cli_checks
-from basinflow.cli_flows import relative, results_table, scan_line, size
+from basinflow.cli_flows import results_table
+from basinflow.report import relative, scan_line, size
 from basinflow.tasks.cook import CookResult
 
 #: Runs the CLI in a fresh interpreter and reports its exit code and which of the slow
@@ -142,7 +143,7 @@ def test_failed_scan_row_names_no_output_and_paths_are_relative(tmp_path, monkey
     assert "cooked/p1/1/rsm.h5" in text and "file://" not in text
     assert "p1/2/rsm.h5" not in text  # never written: not named
     assert max(map(len, text.splitlines())) <= 80
-    assert scan_line(rows[1]) == "p1/2 failed 1.2 s, read 1.2 MB, wrote 0 B: not HDF5"
+    assert scan_line(rows[1]) == "p1/2 failed in 1.2 s, read 1.2 MB, wrote 0 B: not HDF5"
     assert relative(out) == "cooked/p1/1/rsm.h5"
     assert relative("s3://b/k.h5") == "s3://b/k.h5"
     assert [size(n) for n in (999, 1000, 2_500_000)] == ["999 B", "1.0 kB", "2.5 MB"]

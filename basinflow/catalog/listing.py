@@ -7,12 +7,15 @@ import fnmatch
 import json
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from basinflow.catalog.template import Template, parse_component
 from basinflow.errors import NotFound, TemplateError, UnlistedEntriesWarning
 from basinflow.keys import is_valid_key, natural_sorted
 from basinflow.storage import fs
+
+if TYPE_CHECKING:
+    import h5py
 
 INDEX_NAME = "basinflow-index.json"
 
@@ -149,6 +152,8 @@ def _from_fragment(
 
 def _broken(group: h5py.Group, name: str) -> str:
     """Why a member that should be a scan cannot be opened (an absent link target)."""
+    import h5py
+
     link = group.get(name, getlink=True)
     if isinstance(link, h5py.ExternalLink):
         return f"external link to {link.filename!r}#{link.path}, which cannot be opened"
