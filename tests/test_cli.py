@@ -147,3 +147,29 @@ def test_failed_scan_row_names_no_output_and_paths_are_relative(tmp_path, monkey
     assert relative(out) == "cooked/p1/1/rsm.h5"
     assert relative("s3://b/k.h5") == "s3://b/k.h5"
     assert [size(n) for n in (999, 1000, 2_500_000)] == ["999 B", "1.0 kB", "2.5 MB"]
+
+
+def test_progress_is_one_line_per_scan_when_piped_and_a_bar_on_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from basinflow.cli_flows import progress
+
+    results = [_result(s, "cooked", f"file:///data/{s}.h5") for s in ("1", "2", "3")]
+    piped = Console(file=io.StringIO(), width=80, force_terminal=False)
+    with progress(piped, "demo / p1 / rsm", 3) as on_result:
+        for r in results:
+            on_result(r)
+    lines = piped.file.getvalue().splitlines()
+    assert lines[0] == "cook demo / p1 / rsm: 3 scans"
+    assert [x.split()[0] for x in lines[1:] if " cooked in " in x] == ["p1/1", "p1/2", "p1/3"]
+    assert max(map(len, lines)) <= 80
+
+    tty = Console(file=io.StringIO(), width=80, force_terminal=True)
+    with progress(tty, "demo / p1 / rsm", 3) as on_result:
+        for r in results:
+            on_result(r)
+    shown = tty.file.getvalue()
+    assert "3/3" in shown and "━" in shown  # the bar, advanced per scan
+    assert " cooked in " not in shown  # no plain lines under the bar
