@@ -36,6 +36,7 @@ def inspect(
 ) -> None:
     """Show a referrer's basins, which location resolved, availability, pins, provenance."""
     from rich.console import Console
+    from rich.json import JSON
     from rich.table import Table
     from rich.text import Text
 
@@ -70,7 +71,9 @@ def inspect(
     console = Console()
     console.print(table)
     prov = {k: v for k, v in meta.provenance.items() if k not in ("spice", "source_provenance")}
-    console.print_json(json.dumps(prov, default=str))
+    if isinstance(prov.get("inputs"), dict):
+        prov["inputs"] = {relative(k): v for k, v in prov["inputs"].items()}
+    console.print(JSON(json.dumps(prov, default=str)))  # wrapped at the width, not cut
     for doc in meta.provenance.get("spice", []):
         if isinstance(doc, dict):
             line = f"spice {doc.get('handle')} r{doc.get('revision')} {doc.get('uuid')}"
