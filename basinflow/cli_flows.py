@@ -108,7 +108,7 @@ def cook(
     recorded in the Prefect server at PREFECT_API_URL when it is set, else in .prefect beside
     the config, where `basinflow ui --config FILE` shows them.
     """
-    from basinflow import cli_checks
+    import basinflow.cli_checks as cli_checks
     from basinflow.config import load_config
 
     cfg = load_config(config)

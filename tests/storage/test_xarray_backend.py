@@ -15,7 +15,7 @@ from basinflow.recipes.base import Recipe
 from basinflow.recipes.registry import register_recipe, unregister_recipe
 from basinflow.storage.referrer.export import export
 from basinflow.storage.referrer.open import open_referrer
-from basinflow.tasks.cook import cook
+from basinflow.tasks.cooking import cook
 from tests.storage.conftest import local, make_repo
 
 
