@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from basinflow.tasks.cook import CookResult
 
 from basinflow import cli_checks
 from basinflow.cli_flows import results_table
 from basinflow.report import relative, scan_line, size
+from basinflow.tasks.results import CookResult
 
 #: Runs the CLI in a fresh interpreter and reports its exit code and which of the slow
 #: parts were imported: none of them may be, so no cluster or Prefect server started.
