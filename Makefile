@@ -14,7 +14,7 @@ UV         := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint lock bench clean
+.PHONY: demo test lint lock bench clean ui-shots
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -32,6 +32,12 @@ $(VENV)/.synced-test: uv.lock pyproject.toml | $(UV)
 
 demo: $(VENV)/.synced
 	$(BIN)/basinflow demo $(DEMO)
+
+# Screenshots of the demo's runs in the Prefect UI (Debian's chromium, headless, a loopback
+# server on a free port): docs/img/ui-shots/*.png. Needs `apt-get install -y chromium`.
+ui-shots: $(VENV)/.synced
+	test -f $(DEMO)/basinflow.yaml || $(MAKE) demo
+	$(BIN)/python docs/ui_shots.py --demo $(DEMO) --out docs/img/ui-shots
 
 lint: $(VENV)/.synced-test
 	$(BIN)/ruff check basinflow tests benchmarks deploy

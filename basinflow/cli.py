@@ -1,7 +1,8 @@
-"""``basinflow`` command line: thin wrappers over the Python API.
+"""basinflow: list, cook and open beamline scans (spice, recipes, referrers).
 
 Bad input is one line on stderr (``error: ...``) and exit code 1, never a traceback;
-unexpected failures keep their traceback because they are bugs to report.
+unexpected failures keep their traceback because they are bugs to report. Names are
+checked (:mod:`basinflow.cli_checks`) before anything slow starts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ app = typer.Typer(
     help=__doc__.split("\n\n")[0],
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's help: paragraphs rewrapped, flags without <bool>
     add_completion=False,
 )
 out = Console()
@@ -29,12 +31,24 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="basinflo
 
 
 def _repository(name_or_template: str, config: Path | None):
-    """A repository from the config by name, or from a template given directly."""
-    import basinflow as bf
+    """A repository from the config by name, or from a template given directly; its
+    name and the directory its template starts in are checked."""
+    from basinflow import cli_checks
+    from basinflow.catalog.repository import Repository
+    from basinflow.config import load_config
+    from basinflow.errors import ConfigError
 
-    if config is not None and "{" not in name_or_template:
-        return bf.open_repository(config, name_or_template)
-    return bf.Repository(_as_url(name_or_template))
+    if "{" not in name_or_template:
+        if config is None:
+            raise ConfigError(
+                f"{name_or_template!r} is not a template (no {{proposal}}); to use a "
+                "repository by name give its config: --config FILE (make demo writes "
+                "demo-data/basinflow.yaml)"
+            )
+        return cli_checks.repository(load_config(config), name_or_template)
+    repo = Repository(_as_url(name_or_template))
+    cli_checks.check_template_root(repo)
+    return repo
 
 
 def _as_url(text: str) -> str:
@@ -93,15 +107,22 @@ def ls(
 
     Every scan is a row: an unreadable one says so (its reason is printed below the table)
     and the listing goes on; asking for one scan that is unreadable is an error."""
+    from basinflow import cli_checks
+    from basinflow.report import relative
+
     repo = _repository(repository, config)
     if proposal is None:
-        out.print(f"[bold]{escape(repo.name)}[/bold] {escape(repo.url)}", highlight=False)
+        out.print(
+            f"[bold]{escape(repo.name)}[/bold] {escape(relative(repo.url))}",
+            highlight=False,
+            soft_wrap=True,
+        )
         t = Table("proposal", "handle")
         for h, k in sorted(repo._handles.items(), key=lambda kv: repo.keys().index(kv[1])):
             t.add_row(k, h)
         out.print(t)
         return
-    prop = repo[proposal]
+    prop = cli_checks.proposal(repo, proposal)
     title = escape(f"{repo.name} / {prop.key}")
     t = Table("scan", "status", "type", "frames", "axes", "detector", title=title)
     reasons: list[str] = []

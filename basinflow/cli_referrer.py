@@ -36,6 +36,7 @@ def inspect(
 ) -> None:
     """Show a referrer's basins, which location resolved, availability, pins, provenance."""
     from rich.console import Console
+    from rich.json import JSON
     from rich.table import Table
     from rich.text import Text
 
@@ -47,28 +48,32 @@ def inspect(
     url = as_url(ref)
     meta = read_meta(url)
     trust = Trust.build(_trusted(trusted, config), trusted_host, referrer_url=url)
+    from basinflow.report import relative
+
     # every string below comes from the referrer (or names it): shown as text, never
     # parsed as rich markup ("[/bold]" in a provenance value would crash the table)
-    table = Table(title=Text(f"basins of {url}"))
+    table = Table(title=Text(f"basins of {relative(url)}"))
     for col in ("name", "type", "layout", "mapping", "status", "location / tried", "pin"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # paths and pins whole, folded at the width
     for b in sorted(meta.basins, key=lambda b: b.priority):
         try:
             res = resolve(b, meta, trust)
             status, where = (
                 res.status,
-                res.location or res.tried_text,
+                relative(res.location) if res.location else res.tried_text,
             )
         except BasinError as exc:
             status, where = "error", str(exc)
-        pin = ", ".join(f"{k}={v}" for k, v in (b.pin or {}).items())
+        pin = "\n".join(f"{k}={v}" for k, v in (b.pin or {}).items())
         table.add_row(
             *(Text(str(c)) for c in (b.name, b.type, b.layout, b.mapping, status, where, pin))
         )
     console = Console()
     console.print(table)
     prov = {k: v for k, v in meta.provenance.items() if k not in ("spice", "source_provenance")}
-    console.print_json(json.dumps(prov, default=str))
+    if isinstance(prov.get("inputs"), dict):
+        prov["inputs"] = {relative(k): v for k, v in prov["inputs"].items()}
+    console.print(JSON(json.dumps(prov, default=str)))  # wrapped at the width, not cut
     for doc in meta.provenance.get("spice", []):
         if isinstance(doc, dict):
             line = f"spice {doc.get('handle')} r{doc.get('revision')} {doc.get('uuid')}"

@@ -31,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's help: paragraphs rewrapped, flags without <bool>
 )
 
 STORE = typer.Option(
@@ -205,19 +206,20 @@ def view(
         if as_json:
             typer.echo(json.dumps(result.rows(), indent=2))
             return
-        table = Table(title=f"spice at scan {scan}")
-        for col in ("handle", "type", "rev", "anchor", "uuid", "values"):
-            table.add_column(col, overflow="fold")
+        console = Console()
         for row in result.rows():
-            table.add_row(
-                row["handle"],
-                row["type"] + ("" if row["typed"] else " (untyped)"),
-                str(row["revision"]),
-                row["anchor"] or "(first scan)",
-                row["uuid"][:8],
-                json.dumps(row["data"]),
+            # one field per line: a row of every value fits no terminal
+            table = Table(
+                "field",
+                "value",
+                title=f"{row['handle']} at scan {scan}: {row['type']}"
+                + ("" if row["typed"] else " (untyped)")
+                + f" r{row['revision']}, anchor {row['anchor'] or '(first scan)'}, "
+                f"{row['uuid'][:8]}",
             )
-        Console().print(table)
+            for field, value in row["data"].items():
+                table.add_row(field, json.dumps(value))
+            console.print(table)
 
 
 @app.command()
@@ -233,20 +235,30 @@ def history(
             typer.echo(json.dumps([d.to_dict() for d in docs], indent=2))
             return
         table = Table(title=f"history of spice {handle}")
-        for col in ("anchor", "rev", "uuid", "parent", "created", "author", "comment", "data"):
-            table.add_column(col, overflow="fold", no_wrap=col == "uuid")
+        for col in ("anchor", "rev", "uuid", "created", "author", "changed"):
+            table.add_column(col, overflow="fold", no_wrap=col in ("uuid", "created"))
+        by_uuid = {d.uuid: d for d in docs}
         for d in docs:
             table.add_row(
-                d.anchor or "(first scan)",
+                d.anchor or "(first)",
                 str(d.revision),
-                d.uuid,
-                (d.parent or "")[:8],
+                d.uuid[:8],
                 (d.created or "")[:16].replace("T", " "),
                 d.author or "",
-                d.comment or "",
-                json.dumps(d.to_dict()["data"]),
+                _changes(d, by_uuid.get(d.parent or "")) + (f" ({d.comment})" if d.comment else ""),
             )
         Console().print(table)
+
+
+def _changes(doc: SpiceDocument, parent: SpiceDocument | None) -> str:
+    """What a revision changed, as ``field=value``; a document without a parent is counted
+    (its values are in ``spice view`` and ``--json``: a table of them fits no terminal)."""
+    data = doc.to_dict()["data"]
+    if parent is None:
+        return f"{len(data)} fields"
+    old = parent.to_dict()["data"]
+    changed = [k for k in sorted(set(data) | set(old)) if data.get(k) != old.get(k)]
+    return ", ".join(f"{k}={json.dumps(data.get(k))}" for k in changed) or "no change"
 
 
 @app.command()

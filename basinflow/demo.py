@@ -43,17 +43,19 @@ def run_demo(directory: Path, out: Console, ls: Callable[[str, str | None, Path]
     """``ls`` is the CLI's listing command (the CLI calls the demo, never the reverse)."""
     import basinflow as bf
     from basinflow import samples
-    from basinflow.cli_flows import results_table
+    from basinflow.cli_flows import progress, quiet, results_table
     from basinflow.flows.run import cook_proposal
+    from basinflow.report import relative
 
     directory = Path(directory).absolute()
-    quiet(directory / ".prefect")
+    config = directory / "basinflow.yaml"
+    quiet(config)  # runs in demo-data/.prefect: where `basinflow cook` and `basinflow ui` look
     if not (directory / "truth.json").exists():
         out.rule("1. sample data")
         out.print(f"generating sample scans in {directory} ...")
         samples.generate(directory)
     truth = json.loads((directory / "truth.json").read_text())
-    config = write_config(directory)
+    write_config(directory)
 
     out.rule("2. list scans")
     ls(REPOSITORY, None, config)
@@ -73,8 +75,9 @@ def run_demo(directory: Path, out: Console, ls: Callable[[str, str | None, Path]
     out.rule("4. cook: Prefect flow on a local Dask cluster")
     results = []
     for key in repo.proposals():
-        with out.status(f"cooking {key} ..."):
-            res = cook_proposal(config, REPOSITORY, key, recipe="rsm")
+        title = f"{REPOSITORY} / {key} / rsm"
+        with progress(out, title, len(repo[key].keys())) as on_result:
+            res = cook_proposal(config, REPOSITORY, key, recipe="rsm", progress=on_result)
         out.print(results_table(res, title=f"cook/{REPOSITORY}/{key}/rsm"))
         results += res
     failed = [r for r in results if r.status == "failed"]
@@ -94,38 +97,25 @@ def run_demo(directory: Path, out: Console, ls: Callable[[str, str | None, Path]
         f"innate: {sorted(ds.attrs.get('innate', [])) or list(ds.data_vars)[:3]}; "
         f"raw frames through the basin: {ds.frames.shape}"
     )
+    ref, cfg = relative(first.output), relative(config.as_uri())
     out.print(
         "\n[bold]Where things are[/bold]\n"
-        f"  referrers  {directory / 'cooked'}\n"
-        f"  spice      {directory / 'spice'}\n"
-        f"  config     {config}\n\n"
+        f"  referrers  {relative((directory / 'cooked').as_uri())}\n"
+        f"  spice      {relative((directory / 'spice').as_uri())}\n"
+        f"  config     {cfg}\n"
+        f"  runs       {relative((directory / '.prefect').as_uri())}\n\n"
         "[bold]Open one[/bold]\n"
         "  import basinflow as bf\n"
-        f"  repo = bf.open_repository({str(config)!r}, {REPOSITORY!r})\n"
-        f"  ds = bf.open_referrer({first.output!r}, trusted=\\[repo])\n"
-        f"  .venv/bin/basinflow inspect --config {config} {first.output}\n\n"
-        "[bold]See the runs in the Prefect UI[/bold]\n"
-        f"  PREFECT_HOME={directory / '.prefect'} .venv/bin/prefect server start"
-        "   # http://127.0.0.1:4200\n"
-        "  PREFECT_API_URL=http://127.0.0.1:4200/api "
-        f".venv/bin/basinflow cook --config {config} {REPOSITORY} 2021-05 --force\n",
+        f"  repo = bf.open_repository({cfg!r}, {REPOSITORY!r})\n"
+        f"  ds = bf.open_referrer({ref!r}, trusted=\\[repo])\n"
+        f"  .venv/bin/basinflow inspect --config {cfg} {ref}\n\n"
+        "[bold]See the runs in the Prefect UI[/bold] (http://127.0.0.1:4200)\n"
+        f"  .venv/bin/basinflow ui --config {cfg}\n",
         soft_wrap=True,  # commands stay on one line, to copy them
+        highlight=False,
     )
     if failed:
         raise SystemExit(1)
-
-
-def quiet(prefect_home: Path) -> None:
-    """Offline Prefect with its database beside the demo data; Dask logs warnings only."""
-    import logging
-    import os
-
-    from basinflow.flows.runtime import configure_environment
-
-    configure_environment(home=prefect_home)
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-    for name in ("distributed", "prefect_dask", "prefect"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def peak_qz(ds, delay: float, half_width: float = 0.02) -> float:

@@ -31,12 +31,16 @@ MAY_IMPORT: dict[str, set[str]] = {
     "catalog": LEAVES | {"storage", "spice"},  # never recipes, never config
     "config": LEAVES | {"storage", "spice", "catalog"},
     "samples": LEAVES | {"storage", "spice", "recipes"},
+    "xarray_backend": LEAVES | {"storage"},  # xarray's door to referrers
+    "report": set(),  # how a result reads, for the terminal and the UI
     "tasks": LEAVES | {"storage", "spice", "recipes", "catalog", "config"},
-    "flows": LEAVES | {"storage", "spice", "recipes", "catalog", "config", "tasks"},
+    "flows": LEAVES | {"storage", "spice", "recipes", "catalog", "config", "tasks", "report"},
+    "cli_checks": LEAVES | {"storage", "recipes", "catalog", "config"},
     "cli_spice": LEAVES | {"storage", "spice", "catalog", "config"},
-    "cli_referrer": LEAVES | {"storage", "catalog", "config"},
-    "cli_flows": LEAVES | {"catalog", "config", "tasks", "flows"},
-    "demo": LEAVES | {"catalog", "config", "samples", "tasks", "flows", "cli_flows", "basinflow"},
+    "cli_referrer": LEAVES | {"storage", "catalog", "config", "report"},
+    "cli_flows": LEAVES | {"catalog", "config", "tasks", "flows", "report", "cli_checks"},
+    "demo": LEAVES
+    | {"catalog", "config", "samples", "tasks", "flows", "cli_flows", "report", "basinflow"},
     "cli": {"*"},  # the top floor
     "basinflow": {"*"},  # the package face: lazy names of every layer
 }

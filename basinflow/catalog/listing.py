@@ -7,14 +7,15 @@ import fnmatch
 import json
 import warnings
 from collections.abc import Mapping
-from typing import Any
-
-import h5py
+from typing import TYPE_CHECKING, Any
 
 from basinflow.catalog.template import Template, parse_component
 from basinflow.errors import NotFound, TemplateError, UnlistedEntriesWarning
 from basinflow.keys import is_valid_key, natural_sorted
-from basinflow.storage import fs, hdf5
+from basinflow.storage import fs
+
+if TYPE_CHECKING:
+    import h5py
 
 INDEX_NAME = "basinflow-index.json"
 
@@ -116,6 +117,12 @@ def _from_fragment(
             "still has unfilled fields; put outer keys before inner ones"
         )
     comps, last = spec
+    # imported here: lazy HDF5 reading pulls in xarray and numba, which listing a path
+    # template (the CLI's name checks) does not need
+    import h5py
+
+    from basinflow.storage import hdf5
+
     handle = hdf5.open_h5(template.path, storage_options)
     try:
         groups: list[tuple[h5py.Group, dict]] = [(handle.file, {})]
@@ -145,6 +152,8 @@ def _from_fragment(
 
 def _broken(group: h5py.Group, name: str) -> str:
     """Why a member that should be a scan cannot be opened (an absent link target)."""
+    import h5py
+
     link = group.get(name, getlink=True)
     if isinstance(link, h5py.ExternalLink):
         return f"external link to {link.filename!r}#{link.path}, which cannot be opened"

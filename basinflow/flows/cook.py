@@ -3,20 +3,22 @@
 ``cook`` plans first (one task that reads output metadata and raw pins, never frames),
 reports up-to-date scans as skipped, and only then starts or connects to the Dask cluster
 and cooks the rest in ``cook-batch`` sub-flows of at most ``batch_size`` task runs each.
-A scan that fails for a reason of its own fails its task; the others finish; the flow
-then fails with :class:`ScansFailed`, which carries every result.
+A scan that fails for a reason of its own fails its task; the others finish; the batch and
+the flow then fail with :class:`ScansFailed` ("1 of 3 scans failed: ..."), which carries
+every result. Each scan's result is one line in the cook run's own log (and its batch's),
+through Prefect's run logger, as it arrives.
 """
 
 from __future__ import annotations
 
 import contextvars
 import dataclasses
+import logging
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from prefect import flow, tags, task
+from prefect import flow, get_run_logger, tags, task
 from prefect.context import TagsContext, get_run_context
 from prefect.futures import as_completed
 from prefect.tasks import exponential_backoff
@@ -35,9 +37,11 @@ from basinflow.tasks.results import BatchFailed, CookResult, is_transient, reaso
 PROGRESS: contextvars.ContextVar[Callable[[Any], None] | None] = contextvars.ContextVar(
     "basinflow_progress", default=None
 )
-QUICKLOOKS = 1
-#: The progress artifact is updated at most this often (and when the last scan is done).
-PROGRESS_SECONDS = 1.0
+#: The ``cook`` run's logger, so its batches log each scan in the run the user opens.
+RUN_LOGGER: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "basinflow_run_logger", default=None
+)
+QUICKLOOKS = artifacts.GALLERY
 
 
 class ScansFailed(FlowError):
@@ -120,6 +124,35 @@ def _notify(result: Any) -> None:
     cb = PROGRESS.get()
     if cb is not None:
         cb(result)
+    # the cook run's log (the run a user opens) and, inside a batch, the batch's own
+    loggers = {
+        (getattr(lg, "extra", None) or {}).get("flow_run_id", id(lg)): lg
+        for lg in (RUN_LOGGER.get(), _run_logger())
+        if lg is not None
+    }
+    for logger in loggers.values():
+        artifacts.log_result(logger, result)
+
+
+def _run_logger() -> Any:
+    try:
+        logger = get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run: nothing to log to
+        return None
+    # The run's log is the UI's record of each scan: INFO reaches the API even where
+    # PREFECT_LOGGING_LEVEL quiets the console (the CLI, tests); the console handler's own
+    # level still decides what a terminal shows.
+    if logger.logger.getEffectiveLevel() > logging.INFO:
+        logger.logger.setLevel(logging.INFO)
+    return logger
+
+
+def _failed(results: list) -> None:
+    """Raise :class:`ScansFailed` counting the failed scans, if any."""
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        names = ", ".join(f"{r.scan} ({r.reason})" for r in failed[:10])
+        raise ScansFailed(f"{len(failed)} of {len(results)} scans failed: {names}", results)
 
 
 # --- tasks ----------------------------------------------------------------------------------
@@ -227,7 +260,7 @@ def cook_batch(
     inline_bytes: int | None = None,
 ) -> list:
     """Cook ``requests`` (at most ``batch_size`` of them), ``per_task`` scans per task run;
-    never raises for a scan."""
+    every scan is cooked; raises :class:`ScansFailed` (with every result) if one failed."""
     liveness.claim_and_reap()
     total = total or len(requests)
     run_id = _flow_run_id()
@@ -244,17 +277,16 @@ def cook_batch(
             futures[fut.task_run_id] = (chunk, fut)
     results = {}
     done = done_before
-    shown = time.monotonic()
     for fut in as_completed([f for _, f in futures.values()]):
         chunk = futures[fut.task_run_id][0]
         for r in _results_of(fut, chunk):
             results[r.scan] = r
             done += 1
             _notify(r)
-        if time.monotonic() - shown > PROGRESS_SECONDS or done == total:
-            artifacts.set_progress(progress_id, done, total)
-            shown = time.monotonic()
-    return [results[r.scan] for r in requests]
+        artifacts.set_progress(progress_id, done, total)  # per task run: per scan or batch
+    out = [results[r.scan] for r in requests]
+    _failed(out)  # the batch is Failed too, with the count
+    return out
 
 
 def _results_of(fut, chunk: list[CookRequest]) -> list[CookResult]:
@@ -294,6 +326,7 @@ def cook(
     raises :class:`ScansFailed` (with the results) if any scan failed.
     """
     liveness.claim_and_reap()
+    RUN_LOGGER.set(_run_logger())
     cfg = load(config)
     settings = settings_parameter(cfg, repository)
     limit = batch_size or cfg.batch_size
@@ -302,6 +335,11 @@ def cook(
         planned = plan_task(settings, repository, proposal, scans, recipe, force)
         todo = planned.todo
         results = {r.scan: r for r in [*planned.fresh, *planned.failed]}
+        names = [r.scan for r in todo]
+        _run_logger().info(
+            f"{title}: {len(todo)} to cook, {len(planned.fresh)} up to date"
+            + (f" ({', '.join(names[:20])}{' ...' if len(names) > 20 else ''})" if todo else "")
+        )
         for r in results.values():
             _notify(r)
         if todo:
@@ -322,10 +360,7 @@ def cook(
             )
     out = [results[s] for s in _natural(list(results))]
     _report(out, settings, repository, proposal, recipe, title, quicklooks)
-    failed = [r for r in out if r.status == "failed"]
-    if failed:
-        names = ", ".join(f"{r.scan} ({r.reason})" for r in failed[:10])
-        raise ScansFailed(f"{len(failed)} of {len(out)} scans failed: {names}", out)
+    _failed(out)
     return out
 
 
@@ -354,7 +389,7 @@ def _cook_todo(
         for i in range(0, len(todo), limit):
             chunk = todo[i : i + limit]
             sub = cook_batch.with_options(task_runner=runner)
-            for r in sub(
+            state = sub(
                 settings,
                 repository,
                 proposal,
@@ -367,7 +402,9 @@ def _cook_todo(
                 len(todo),
                 per,
                 int(cfg.cluster.inline_scan_mib * 2**20),
-            ):
+                return_state=True,
+            )
+            for r in results_of(state):  # a Failed batch still carries every result
                 results[r.scan] = r
     return results
 
@@ -384,6 +421,7 @@ def _report(results, settings, repository, proposal, recipe, title, quicklooks) 
             images,
             key=artifacts.artifact_key("quicklook", repository, proposal, recipe),
             title=f"quicklook {title}",
+            total=len(cooked),
         )
 
 

@@ -233,7 +233,7 @@ def quicklook_png(
         repo = repository(settings, name)
         cooked = open_referrer(output, storage_options=repo.storage_options, trusted=[repo])
         try:
-            img = quicklook(cooked, dpi=60)
+            img = quicklook(cooked, dpi=100)  # 1260 px wide for 3 delays: the film peak shows
         finally:
             cooked.close()
         if hasattr(img, "savefig"):

@@ -1,7 +1,10 @@
 """Open a referrer as one lazy ``xarray.Dataset``: innate variables plus basin variables.
 
-Priority (the first source of a variable name wins; later ones with that name are
-hidden, and listed in ``ds.encoding["shadowed"]``):
+Priority (the first source of a variable name keeps the name; a later variable of that
+name is added as ``<basin>_<name>`` (the raw per-frame ``delay`` beside the cooked
+``delay`` groups becomes ``raw_delay``), listed in ``ds.attrs["basinflow_renamed"]``, so
+nothing is dropped silently; the coordinate of a dimension the two share is one axis and
+is kept once):
 
 1. innate variables (stored in the referrer itself);
 2. internal basins (``/basin_data``);
@@ -199,7 +202,7 @@ def _add_basins(
     stack: _Chain,
     options: dict[str, Any],
 ) -> xr.Dataset:
-    shadowed: list[str] = []
+    renamed: dict[str, str] = {}
     report: list[Resolution] = []
     for basin in sorted(meta.basins, key=lambda b: b.priority):
         res = resolve(basin, meta, trust, check_pins=check_pins, options=options)
@@ -218,12 +221,14 @@ def _add_basins(
         src = _basin_variables(basin, res.location, trust, check_pins, missing, stack)
         src = select(basin, src, meta, {**ds.sizes, **meta.dims})
         for name in src.variables:
-            if name in ds.variables or (name in src.dims and name not in src.coords):
-                if name not in ds.dims:
-                    shadowed.append(f"{basin.name}:{name}")
-                continue
+            if name in src.dims and (name in ds.dims or name not in src.coords):
+                continue  # the coordinate of a shared dimension: one axis, kept once
+            target = name
+            if name in ds.variables or name in ds.dims:
+                target = _free_name(ds, f"{basin.name}_{name}")
+                renamed[f"{basin.name}:{name}"] = target
             try:
-                ds[name] = src.variables[name]
+                ds[target] = src.variables[name]
             except ValueError as exc:
                 raise BasinError(
                     f"basin {basin.name!r} of {url!r}: variable {name!r} does not fit the "
@@ -231,9 +236,19 @@ def _add_basins(
                 ) from exc
     ds.attrs["provenance"] = json.dumps(meta.provenance, default=str)
     ds.encoding["basins"] = report
-    ds.encoding["shadowed"] = shadowed
+    if renamed:
+        ds.attrs["basinflow_renamed"] = json.dumps(renamed)
     ds.encoding["source"] = url
     return ds
+
+
+def _free_name(ds: xr.Dataset, name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... if a variable or dimension has it."""
+    candidate, n = name, 1
+    while candidate in ds.variables or candidate in ds.dims:
+        n += 1
+        candidate = f"{name}_{n}"
+    return candidate
 
 
 def _basin_variables(
