@@ -55,7 +55,7 @@ lock: | $(UV)
 	git add uv.lock deploy && git commit -m "lock: refresh uv.lock to the newest releases pyproject.toml allows ($$($(BIN)/python deploy/versions.py --summary))"
 
 bench: $(VENV)/.synced-test
-	$(BIN)/python benchmarks/bench_rsm.py && $(BIN)/python -m benchmarks.bench_access && $(BIN)/python benchmarks/bench_referrer.py && $(BIN)/python benchmarks/bench_writer.py && $(BIN)/python benchmarks/bench_flows.py
+	$(BIN)/python -m benchmarks.bench_rsm && $(BIN)/python -m benchmarks.bench_access && $(BIN)/python benchmarks/bench_referrer.py && $(BIN)/python benchmarks/bench_writer.py && $(BIN)/python -m benchmarks.bench_flows
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(DEMO) .pytest_cache

@@ -7,7 +7,7 @@ B7  rerun with nothing new for 200 scans: wall time (target <= 2 s) and frame by
     (target 0; reported from the results, plus the process's read syscalls as an upper bound
     on all I/O, metadata included).
 
-    .venv/bin/python benchmarks/bench_flows.py [--scans 200] [--workers 2]
+    .venv/bin/python -m benchmarks.bench_flows [--scans 200] [--workers 2] [--rounds 5]
 
 Prints a Markdown table with machine info. Uses PREFECT_API_URL when set, else the embedded
 server (its start-up is reported separately, not counted in B5/B7).
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from benchmarks.common import header, interleaved, stderr, write_report
 
 
 def _io_read() -> int:
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scans", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="basinflow-bench-prefect-")
@@ -108,77 +111,85 @@ def main(argv: list[str] | None = None) -> None:
     ):
         addr = cluster.scheduler_address
 
-        def plain() -> float:
-            t0 = time.perf_counter()
+        def plain():
             tasks = [
                 dask.delayed(worker.run_batch, pure=False)(settings, [r], force=True)
                 for r in requests
             ]
             out = dask.compute(*tasks, scheduler=client)
-            dt = time.perf_counter() - t0
             assert all(r[0].status == "cooked" for r in out), out[:3]
-            return dt
+            return out
 
-        plain()  # warm the workers (imports, numba JIT)
         t = time.perf_counter()
         with prefect_api() as api:
             server_s = time.perf_counter() - t
-            cook_proposal(
-                cfg_path, "bench", "p1", scans[:4], "rsm", force=True, cluster_address=addr
-            )  # warm the flow path
-            base = plain()
-            t0 = time.perf_counter()
-            res = cook_proposal(
-                cfg_path, "bench", "p1", None, "rsm", force=True, cluster_address=addr
+
+            def flow():
+                res = cook_proposal(
+                    cfg_path, "bench", "p1", None, "rsm", force=True, cluster_address=addr
+                )
+                bad = [r for r in res if r.status != "cooked"]
+                assert not bad, bad[:3]
+                return res
+
+            def rerun():
+                io0 = _io_read()
+                res = cook_proposal(cfg_path, "bench", "p1", None, "rsm", cluster_address=addr)
+                return res, _io_read() - io0
+
+            # warm-up: workers import and JIT, the flow path and the API are exercised once
+            run = interleaved(
+                {"plain": plain, "flow": flow, "rerun": rerun}, rounds=args.rounds, log=stderr
             )
-            flow_s = time.perf_counter() - t0
-            assert all(r.status == "cooked" for r in res), [r for r in res if r.status != "cooked"][
-                :3
-            ]
-            per = (flow_s - base) / len(scans) * 1000
+            per = (run["flow"].wall.median - run["plain"].wall.median) / len(scans) * 1000
+            per_lo = (run["flow"].wall.min - run["plain"].wall.max) / len(scans) * 1000
+            per_hi = (run["flow"].wall.max - run["plain"].wall.min) / len(scans) * 1000
             rows.append(
                 (
                     "B5",
                     f"{len(scans)} scans, cook flow (force) vs plain dask.compute",
-                    f"flow {flow_s:.2f} s, dask {base:.2f} s",
-                    f"{per:.1f} ms/scan overhead",
+                    f"flow {run['flow'].wall.fmt(digits=2)} s, dask "
+                    f"{run['plain'].wall.fmt(digits=2)} s",
+                    f"{per:.1f} ms/scan overhead (difference of medians; extremes "
+                    f"{per_lo:.1f} to {per_hi:.1f})",
                     "<= 15 ms/scan",
                     "pass" if per <= 15 else "FAIL",
                 )
             )
-
-            io0 = _io_read()
-            t0 = time.perf_counter()
-            res = cook_proposal(cfg_path, "bench", "p1", None, "rsm", cluster_address=addr)
-            rerun_s = time.perf_counter() - t0
-            io = _io_read() - io0
+            res, io = run["rerun"].result
             frames = sum(r.bytes_read for r in res)
             skipped = sum(r.status == "skipped" for r in res)
+            rerun_s = run["rerun"].wall.median
             rows.append(
                 (
                     "B7",
                     f"rerun, nothing new, {len(scans)} scans",
                     f"{skipped}/{len(res)} skipped",
-                    f"{rerun_s:.2f} s, frame bytes {frames}, all reads {io / 1e6:.1f} MB",
+                    f"{run['rerun'].wall.fmt(digits=2)} s, frame bytes {frames}, all reads "
+                    f"{io / 1e6:.1f} MB",
                     "<= 2 s, 0 frame bytes",
                     "pass" if rerun_s <= 2 and frames == 0 else "FAIL",
                 )
             )
 
-    import prefect
-
-    print(f"# bench_flows ({time.strftime('%Y-%m-%d %H:%M')})\n")
-    print(
-        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, prefect {prefect.__version__}, "
-        f"dask {dask.__version__}; cluster: {args.workers} processes x 1 thread; "
-        f"API {'embedded' if 'PREFECT_API_URL' not in os.environ else api} "
-        f"(start-up {server_s:.1f} s); sample setup {setup_s:.1f} s\n"
+    text = "\n".join(
+        [
+            *header(
+                "B5 / B7: what the cook flow costs on top of the work",
+                [
+                    f"- cluster: {args.workers} processes x 1 thread; API "
+                    f"{'embedded' if 'PREFECT_API_URL' not in os.environ else api} (start-up "
+                    f"{server_s:.1f} s); sample setup {setup_s:.1f} s",
+                    f"- {run.load_line()}",
+                ],
+            ),
+            "| id | case | measured | result | target | |",
+            "|---|---|---|---|---|---|",
+            *("| " + " | ".join(r) + " |" for r in rows),
+            "",
+        ]
     )
-    print("| id | case | measured | result | target | |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    write_report(text, args.out)
 
 
 if __name__ == "__main__":

@@ -1,35 +1,32 @@
-"""B1 / B1b: RSM gridding, basinflow vs xrayutilities, side by side in one process.
+"""B1 / B1b / B1c: RSM gridding, basinflow vs xrayutilities, warm against warm.
 
-B1   the same frames and the same Q grid: xrayutilities (``Ang2Q.area`` + ``Gridder3D``,
-     one OpenMP thread) vs the ``rsm`` recipe on one core (synchronous scheduler); then
-     the recipe on a local process cluster with 1 and 2 single-threaded workers that read
-     the frames of a larger scan (``--scale-frames``) from an HDF5 file themselves (no
-     frames shipped through the scheduler; a 400-frame scan is too short to show scaling:
-     fixed costs of a few tenths of a second dominate).
-B1b  end-to-end cook of a gzip-compressed NeXus scan (``basinflow.samples``, one frame per
-     HDF5 chunk) from local disk, through the catalog (``Repository(...).raw``), vs only
-     reading and decompressing the same frames (the physical floor).
+Every contender is timed by the method of :mod:`benchmarks.common` (warmed the same way,
+at least 5 interleaved rounds, median with min and max, ratios of medians, load recorded).
+
+B1   the same frames (in memory) and the same Q grid: xrayutilities (``Ang2Q.area`` +
+     ``Gridder3D``) with 1 and with 2 OpenMP threads vs the ``rsm`` recipe on one core
+     (synchronous scheduler) and on 2 threads; the kernel alone (one task's work on the
+     same frames) in ns per pixel, split into binning (pixel -> Q -> bin index, SIMD) and
+     the rest (the scatter into the grid and the sparse partial). With ``--scale-frames``,
+     1 vs 2 single-threaded worker processes that read a larger scan from an HDF5 file.
+B1b  end to end from a gzip-compressed NeXus scan on local disk (``basinflow.samples``,
+     one frame per chunk): the catalog's cook vs reading and decompressing the same frames
+     with h5py (the floor), and vs h5py + xrayutilities.
+B1c  small scans: a warm cook (open the scan in the catalog, build, compute) of scans of
+     1 to 64 frames; the fixed cost is the intercept of a line fitted to the medians.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_rsm.py [--frames 400] [--b1b-frames 200]
-        [--scale-frames 2000] [--skip-cluster] [--skip-b1b]
-
-Prints a markdown report (machine, date, command, results, ratios). Timings are wall
-clock; the machine's load average is printed because shared machines distort them.
+    .venv/bin/python -m benchmarks.bench_rsm [--frames 400] [--b1b-frames 200]
+        [--scale-frames 2000] [--rounds 5] [--skip-cluster] [--skip-b1b] [--skip-b1c]
+        [--out benchmarks/results/B1.md]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
-import os
-import platform
 import shutil
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import dask
@@ -37,39 +34,17 @@ import dask.array as da
 import h5py
 import numpy as np
 import xarray as xr
+from numba import njit
 
 from basinflow import samples
-from basinflow.recipes import get_recipe
+from basinflow.recipes import get_recipe, kernels
+from basinflow.recipes import rsm as rsm_module
+from benchmarks.common import header, interleaved, markdown_table, stderr, write_report
 
 QSIZE = (100, 100, 100)
 B1B_QSIZE = (50, 50, 50)  # per delay group: 4 partial grids per task
 SHAPE = (195, 487)
-
-
-def machine() -> list[str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numba
-    import xrayutilities as xu
-
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    mem = ""
-    with contextlib.suppress(ValueError, OSError):
-        mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
-    return [
-        f"- machine: {cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}",
-        f"- load average at start: {', '.join(f'{v:.2f}' for v in load)}",
-        f"- python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
-        f"dask {dask.__version__}, xarray {xr.__version__}, xrayutilities {xu.__version__}",
-        f"- date: {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`",
-    ]
+RSM = get_recipe("rsm")
 
 
 def frames_and_columns(n: int, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -109,11 +84,12 @@ def raw_from_h5(path: str, columns, n: int, chunk: int = 40) -> xr.Dataset:
     )
 
 
-def xu_grid(frames, columns, cooked):
+def xu_grid(frames, columns, cooked, threads: int, shape=SHAPE, qsize=QSIZE):
+    """xrayutilities as its documentation shows it: Ang2Q.area, then Gridder3D."""
     import xrayutilities as xu
 
-    xu.config.NTHREADS = 1
-    spice = samples.rsm_spice(SHAPE)
+    xu.config.NTHREADS = threads
+    spice = samples.rsm_spice(shape)
     qconv = xu.QConversion(["x+"], ["x+"], spice["beamDirection"])
     hx = xu.HXRD(
         spice["beamDirection"],
@@ -131,7 +107,7 @@ def xu_grid(frames, columns, cooked):
         pwidth2=0.172,
     )
     qx, qy, qz = hx.Ang2Q.area(columns["theta"], columns["tth"])
-    g = xu.Gridder3D(*QSIZE)
+    g = xu.Gridder3D(*qsize)
     g.dataRange(
         *[
             v
@@ -144,34 +120,148 @@ def xu_grid(frames, columns, cooked):
     return g.data, g._gnorm
 
 
-CPU: dict[int, float] = {}
+# --- the kernel alone -------------------------------------------------------------------
+class KernelCase:
+    """One task's work on in-memory frames, and its binning half alone (for the profile)."""
+
+    def __init__(self, frames, columns, chunk: int = 40):
+        n = frames.shape[0]
+        raw = raw_from_memory(frames, columns)
+        spice = rsm_module.RsmSpice(**samples.rsm_spice(SHAPE), qsize=QSIZE)
+        setup = rsm_module.Setup(raw, spice, n)
+        grid = rsm_module.build_grid(setup, spice)
+        self.params = np.concatenate(
+            [setup.a.reshape(n, 9), setup.b, np.ones((n, 1)), np.zeros((n, 1))], axis=1
+        )
+        self.mask = np.zeros(SHAPE, dtype=bool)
+        self.units = grid.bin_units()
+        self.kw = {
+            "nd": 3,
+            "ngroups": 1,
+            "nbins": grid.nbins,
+            "units": self.units,
+            "dirs_key": setup.dirs_key,
+        }
+        self.chunks = [frames[s : s + chunk] for s in range(0, n, chunk)]
+        self.pixels = frames.size
+
+    def task(self):
+        return rsm_module._grid_chunks(self.chunks, self.params, self.mask, **self.kw)
+
+    def binning(self):
+        rows, step2, inorm, jf = rsm_module._detector(self.kw["dirs_key"])
+        a, b = rsm_module._folded(self.params, 3, self.units)
+        start = 0
+        for frames in self.chunks:
+            m = frames.shape[0]
+            _bin_all(
+                frames, self.mask, a[start : start + m], b[start : start + m], rows, step2,
+                inorm, jf, self.units.umax, self.units.stride,
+            )  # fmt: skip
+            start += m
 
 
-def timed(fn, repeat=1):
-    """Best wall time of ``repeat`` runs; the CPU time of this process for that run goes to
-    ``CPU[id(result)]`` (robust against other load on a shared machine)."""
-    best = None
-    out = None
-    for _ in range(repeat):
-        c, t = time.process_time(), time.perf_counter()
-        out = fn()
-        elapsed, cpu = time.perf_counter() - t, time.process_time() - c
-        if best is None or elapsed < best:
-            best = elapsed
-            CPU[id(fn)] = cpu
-    return best, out
+@njit(nogil=True)
+def _bin_all(frames, mask, a, b, rows, step2, inorm, jf, umax, stride):
+    """The kernel's binning pass over every row and frame, without the scatter."""
+    m, n1, n2 = frames.shape
+    idx = np.empty(n2, np.int64)
+    vals = np.empty(n2)
+    c = np.empty(3)
+    e = np.empty(3)
+    for i in range(n1):
+        p = rows[i]
+        for f in range(m):
+            for d in range(3):
+                c[d] = a[f, d, 0] * p[0] + a[f, d, 1] * p[1] + a[f, d, 2] * p[2]
+                e[d] = a[f, d, 0] * step2[0] + a[f, d, 1] * step2[1] + a[f, d, 2] * step2[2]
+            kernels._bin_row(
+                frames[f, i], inorm[i], mask[i], jf, c, e, b[f], umax, stride, 1.0, -1, idx, vals
+            )
 
 
-def cpu_timed(fn, repeat=1):
-    wall, out = timed(fn, repeat)
-    return wall, CPU[id(fn)], out
+# --- B1 ------------------------------------------------------------------------------------
+def b1(n: int, rounds: int) -> list[str]:
+    spice = {"rsm": samples.rsm_spice(SHAPE)}
+    frames, columns = frames_and_columns(n)
+    mb = frames.nbytes / 1e6
+    raw = raw_from_memory(frames, columns)
+    cooked = RSM.cook(raw, spice, qsize=QSIZE)
+    kc = KernelCase(frames, columns)
+    run = interleaved(
+        {
+            "xu1": lambda: xu_grid(frames, columns, cooked, 1),
+            "xu2": lambda: xu_grid(frames, columns, cooked, 2),
+            "bf1": lambda: cooked.compute(scheduler="sync"),
+            "bf2": lambda: cooked.compute(scheduler="threads", num_workers=2),
+            "kernel": kc.task,
+            "binning": kc.binning,
+        },
+        rounds=rounds,
+        log=stderr,
+    )
+    result = run["bf1"].result
+    xu_data, xu_counts = run["xu1"].result
+    same = bool(np.array_equal(result.counts.values, xu_counts))
+    filled = xu_counts > 0
+    close = bool(np.allclose(result.intensity.values[filled], xu_data[filled], rtol=1e-10))
+    ns = 1e9 / kc.pixels
+    names = {
+        "xu1": "xrayutilities Ang2Q.area + Gridder3D, 1 thread",
+        "xu2": "xrayutilities Ang2Q.area + Gridder3D, 2 threads",
+        "bf1": "basinflow rsm cook, 1 core (sync scheduler)",
+        "bf2": "basinflow rsm cook, 2 threads (threaded scheduler)",
+    }
+    rows = [
+        [
+            label,
+            run[k].wall.fmt(),
+            f"{mb / run[k].wall.median:.0f}",
+            run[k].cpu.fmt(),
+            f"{run[k].wall.median * ns:.2f}",
+            f"{run.ratio('xu1', k):.1f}x",
+            f"{run.ratio('xu2', k):.1f}x",
+        ]
+        for k, label in names.items()
+    ]
+    kernel_ns, binning_ns = run["kernel"].cpu.median * ns, run["binning"].cpu.median * ns
+    return [
+        "### B1: RSM gridding of the same frames on the same grid (in memory)",
+        "",
+        f"{n} x {SHAPE[0]} x {SHAPE[1]} float32 frames ({mb:.0f} MB, {kc.pixels / 1e6:.1f} M "
+        f"pixels), 3-D grid {QSIZE}, rocking scan of the sample geometry. Bin-for-bin "
+        f"agreement with xrayutilities: counts identical = {same}, intensities equal "
+        f"(rtol 1e-10) = {close}. {run.load_line()}.",
+        "",
+        markdown_table(
+            rows,
+            [
+                "contender",
+                "wall s, median (min-max)",
+                "MB/s",
+                "CPU s, median (min-max)",
+                "ns/pixel (wall)",
+                "vs xu 1 thread",
+                "vs xu 2 threads",
+            ],
+        ),
+        "",
+        f"- per core, warm against warm: basinflow **{run.ratio('xu1', 'bf1'):.1f}x** "
+        f"xrayutilities by wall time ({run.ratio('xu1', 'bf1', cpu=True):.1f}x by CPU time); "
+        f"2 threads each: **{run.ratio('xu2', 'bf2'):.1f}x** (target per core >= 15x, "
+        "goal 25x)",
+        f"- kernel alone (one task's work, 1 core, CPU time): **{kernel_ns:.2f} ns/pixel** "
+        f"({run['kernel'].cpu.fmt(ns, 2)}) (target <= 1 ns/pixel); of which binning (pixel "
+        f"-> Q -> bin index, SIMD) {binning_ns:.2f} ns and the scatter into the grid plus the "
+        f"sparse partial {kernel_ns - binning_ns:.2f} ns; xrayutilities (1 thread) "
+        f"{run['xu1'].cpu.median * ns:.1f} ns/pixel",
+    ]
 
 
-def scaling(n: int, workdir: Path) -> list[str]:
+def scaling(n: int, workdir: Path, rounds: int) -> list[str]:
     """1 vs 2 single-threaded worker processes on ``n`` frames the workers read themselves."""
     from distributed import Client, LocalCluster
 
-    rsm = get_recipe("rsm")
     spice = {"rsm": samples.rsm_spice(SHAPE)}
     tth = samples.bragg_two_theta(samples.film_q()[2])
     columns = {"theta": tth / 2 + np.linspace(-0.4, 0.4, n), "tth": np.full(n, tth)}
@@ -184,94 +274,63 @@ def scaling(n: int, workdir: Path) -> list[str]:
             ds[s:e] = rng.poisson(2.0, size=(e - s, *SHAPE)).astype(np.float32)
     mb = n * SHAPE[0] * SHAPE[1] * 4 / 1e6
     raw_h5 = raw_from_h5(str(path), columns, n)
-    cooked_h5 = rsm.cook(raw_h5, spice, qsize=QSIZE)
-    times, reads, results = {}, {}, {}
-    for workers in (1, 2):
-        with (
-            LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-            ) as lc,
-            Client(lc) as client,
-        ):
-            for _ in range(2):  # every worker loads the kernels (merges included)
-                client.compute(cooked_h5).result()
-            total = raw_h5.frames.data.sum()
-            reads[workers], _ = timed(lambda c=client, t=total: c.compute(t).result(), 2)
-            times[workers], results[workers] = timed(
-                lambda c=client: c.compute(cooked_h5).result(), repeat=2
-            )
-    same = bool(np.array_equal(results[1].counts.values, results[2].counts.values))
+    cooked = RSM.cook(raw_h5, spice, qsize=QSIZE)
+    total = raw_h5.frames.data.sum()
+    kw = {"threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
+    with (
+        LocalCluster(n_workers=1, **kw) as c1,
+        Client(c1) as k1,
+        LocalCluster(n_workers=2, **kw) as c2,
+        Client(c2) as k2,
+    ):
+        run = interleaved(
+            {
+                "cook1": lambda: k1.compute(cooked).result(),
+                "cook2": lambda: k2.compute(cooked).result(),
+                "read1": lambda: k1.compute(total).result(),
+                "read2": lambda: k2.compute(total).result(),
+            },
+            rounds=rounds,
+            warmup=2,  # every worker loads the kernels (merges included)
+            log=stderr,
+        )
+    same = bool(np.array_equal(run["cook1"].result.counts, run["cook2"].result.counts))
+    labels = {
+        "cook1": "rsm cook, 1 worker x 1 thread",
+        "cook2": "rsm cook, 2 workers x 1 thread",
+        "read1": "only reading the frames (sum), 1 worker",
+        "read2": "only reading the frames (sum), 2 workers",
+    }
+    rows = [[v, run[k].wall.fmt(), f"{mb / run[k].wall.median:.0f}"] for k, v in labels.items()]
     return [
         "### B1 scaling: local process cluster, frames read by the workers",
         "",
         f"{n} x {SHAPE[0]} x {SHAPE[1]} float32 frames ({mb:.0f} MB, uncompressed HDF5, "
         f"read in 40-frame tasks), 3-D grid {QSIZE}; results of 1 and 2 workers identical: "
-        f"{same}.",
+        f"{same}. {run.load_line()}.",
         "",
-        "| run | wall s | MB/s |",
-        "|---|---:|---:|",
-        f"| rsm cook, 1 worker x 1 thread | {times[1]:.3f} | {mb / times[1]:.0f} |",
-        f"| rsm cook, 2 workers x 1 thread | {times[2]:.3f} | {mb / times[2]:.0f} |",
-        f"| only reading the frames (sum), 1 worker | {reads[1]:.3f} | {mb / reads[1]:.0f} |",
-        f"| only reading the frames (sum), 2 workers | {reads[2]:.3f} | {mb / reads[2]:.0f} |",
+        markdown_table(rows, ["run", "wall s, median (min-max)", "MB/s"]),
         "",
-        f"Scaling 1 -> 2 workers: **{times[1] / times[2]:.2f}x** (target >= 1.8x); reading "
-        f"alone scales {reads[1] / reads[2]:.2f}x on this machine.",
+        f"Scaling 1 -> 2 workers: **{run.ratio('cook1', 'cook2'):.2f}x** (target >= 1.8x); "
+        f"reading alone scales {run.ratio('read1', 'read2'):.2f}x on this machine.",
     ]
 
 
-def b1(n: int, cluster: int, workdir: Path) -> list[str]:
-    rsm = get_recipe("rsm")
-    spice = {"rsm": samples.rsm_spice(SHAPE)}
-    frames, columns = frames_and_columns(n)
-    mb = frames.nbytes / 1e6
-    raw = raw_from_memory(frames, columns)
-    cooked = rsm.cook(raw, spice, qsize=QSIZE)
-    rsm.cook(
-        raw_from_memory(frames[:2], {k: v[:2] for k, v in columns.items()}), spice, qsize=4
-    ).compute(scheduler="sync")  # compile / load the kernels
-    t_bf, c_bf, result = cpu_timed(lambda: cooked.compute(scheduler="sync"), repeat=2)
-    t_xu, c_xu, (xu_data, xu_counts) = cpu_timed(lambda: xu_grid(frames, columns, cooked))
-    same = bool(np.array_equal(result.counts.values, xu_counts))
-    filled = xu_counts > 0
-    close = bool(np.allclose(result.intensity.values[filled], xu_data[filled], rtol=1e-10))
-    t_threads, _ = timed(lambda: cooked.compute(scheduler="threads", num_workers=2), repeat=2)
-
-    rows = [
-        "## B1: RSM gridding of the same frames on the same grid",
-        "",
-        f"{n} x {SHAPE[0]} x {SHAPE[1]} float32 frames ({mb:.0f} MB), 3-D grid {QSIZE}, "
-        f"rocking scan of the sample geometry. Bin-for-bin agreement: counts identical = {same}, "
-        f"intensities equal (rtol 1e-10) = {close}.",
-        "",
-        "| run | wall s | MB/s (wall) | CPU s | MB per CPU-s | vs xrayutilities |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| xrayutilities Ang2Q.area + Gridder3D, 1 thread | {t_xu:.2f} | {mb / t_xu:.0f} | "
-        f"{c_xu:.2f} | {mb / c_xu:.0f} | 1.0x |",
-        f"| basinflow rsm, 1 core (sync scheduler) | {t_bf:.3f} | {mb / t_bf:.0f} | "
-        f"{c_bf:.3f} | {mb / c_bf:.0f} | {t_xu / t_bf:.1f}x wall, {c_xu / c_bf:.1f}x CPU |",
-        f"| basinflow rsm, 2 threads (threaded scheduler) | {t_threads:.3f} | "
-        f"{mb / t_threads:.0f} | | | {t_xu / t_threads:.1f}x wall |",
-    ]
-    rows += [
-        "",
-        f"Per core vs xrayutilities: **{t_xu / t_bf:.1f}x** wall, **{c_xu / c_bf:.1f}x** "
-        "CPU time (target >= 50x).",
-    ]
-    if cluster:
-        rows += ["", *scaling(cluster, workdir)]
-    return rows
-
-
-def b1b(n: int, workdir: Path) -> list[str]:
+# --- B1b ------------------------------------------------------------------------------------
+def _sample_scan(root: Path, ntheta: int, name: str = "1"):
     import basinflow as bf
 
-    ntheta = max(1, n // 4)
-    spec = samples.SampleSpec(proposals={"bench": ("1",)}, ntheta=ntheta, layouts=("nexus",))
-    root = workdir / "samples"
+    spec = samples.SampleSpec(proposals={"bench": (name,)}, ntheta=ntheta, layouts=("nexus",))
     samples.generate(root, spec)
-    path = root / "nexus" / "bench" / "1.h5"
+    repo = bf.Repository(f"{root.as_uri()}/nexus/{{proposal}}/{{scan}}.h5#entry")
+    return spec, root / "nexus" / "bench" / f"{name}.h5", repo
+
+
+def b1b(n: int, workdir: Path, rounds: int) -> list[str]:
+    spec, path, repo = _sample_scan(workdir / "samples", max(1, n // 4))
     size_mb = path.stat().st_size / 1e6
+    scan = repo["bench"]["1"]
+    spice = {"rsm": samples.rsm_spice(spec.detector_shape)}
 
     def read_only():
         total = 0
@@ -281,46 +340,100 @@ def b1b(n: int, workdir: Path) -> list[str]:
                 total += int(ds[i][0, 0])
         return total
 
-    repo = bf.Repository(f"{root.as_uri()}/nexus/{{proposal}}/{{scan}}.h5#entry")
-    scan = repo["bench"]["1"]
-    rsm = get_recipe("rsm")
-    spice = {"rsm": samples.rsm_spice(spec.detector_shape)}
+    def h5py_xu(threads):
+        with h5py.File(path, "r") as f:
+            e = f["entry"]
+            frames = e["data/data"][()]
+            cols = {k: e[f"instrument/{k}/value"][()] for k in ("theta", "tth")}
+        return xu_grid(frames, cols, cooked_1, threads, spec.detector_shape, B1B_QSIZE)
 
-    def cook(scheduler):
-        cooked = rsm.cook(scan.raw, spice, qsize=B1B_QSIZE, group_by="delay")
-        return cooked.compute(scheduler=scheduler)
+    def cook(scheduler, **kw):
+        out = RSM.cook(scan.raw, spice, qsize=B1B_QSIZE, group_by="delay")
+        return out.compute(scheduler=scheduler, **kw)
 
-    def read_dask(scheduler):
-        return float(scan.raw.frames.data[:, 0, 0].sum().compute(scheduler=scheduler))
+    def read_dask(scheduler, **kw):
+        return float(scan.raw.frames.data[:, 0, 0].sum().compute(scheduler=scheduler, **kw))
 
-    cook("sync")  # warm: kernels, file metadata
-    t_read, c_read, _ = cpu_timed(read_only, repeat=2)
-    t_read_dask, c_read_dask, _ = cpu_timed(lambda: read_dask("sync"), repeat=2)
-    t_cook, c_cook, _ = cpu_timed(lambda: cook("sync"), repeat=2)
-    t_read_thr, _ = timed(lambda: read_dask("threads"), repeat=2)
-    t_cook_thr, _ = timed(lambda: cook("threads"), repeat=2)
+    cooked_1 = RSM.cook(scan.raw, spice, qsize=B1B_QSIZE)  # the range xrayutilities uses
+    run = interleaved(
+        {
+            "floor": read_only,
+            "read": lambda: read_dask("sync"),
+            "cook": lambda: cook("sync"),
+            "xu1": lambda: h5py_xu(1),
+            "read2": lambda: read_dask("threads", num_workers=2),
+            "cook2": lambda: cook("threads", num_workers=2),
+            "xu2": lambda: h5py_xu(2),
+        },
+        rounds=rounds,
+        log=stderr,
+    )
     raw_mb = spec.nframes * SHAPE[0] * SHAPE[1] * 4 / 1e6
+    labels = {
+        "floor": "h5py read + decompress, frame by frame, 1 thread (the floor)",
+        "read": "catalog raw read (Dask, sync)",
+        "cook": "catalog raw + rsm cook per delay (Dask, sync)",
+        "xu1": "h5py read + xrayutilities (all frames, no groups), 1 thread",
+        "read2": "catalog raw read (Dask, 2 threads)",
+        "cook2": "catalog raw + rsm cook per delay (Dask, 2 threads)",
+        "xu2": "h5py read + xrayutilities, 2 threads",
+    }
+    rows = [
+        [v, run[k].wall.fmt(), f"{raw_mb / run[k].wall.median:.0f}", run[k].cpu.fmt()]
+        for k, v in labels.items()
+    ]
     return [
-        "## B1b: end-to-end cook of a compressed scan vs reading it",
+        "### B1b: end-to-end cook of a compressed scan vs reading it",
         "",
         f"{spec.nframes} uint32 frames ({raw_mb:.0f} MB raw, {size_mb:.0f} MB gzip-1 + shuffle "
-        f"on disk, one frame per HDF5 chunk), rsm per delay on a {B1B_QSIZE} grid.",
+        f"on disk, one frame per HDF5 chunk), rsm per delay on a {B1B_QSIZE} grid (4 grids). "
+        f"{run.load_line()}.",
         "",
-        "| run | wall s | raw MB/s | CPU s | cook / read |",
-        "|---|---:|---:|---:|---:|",
-        f"| h5py read + decompress, frame by frame, 1 thread (floor) | {t_read:.3f} | "
-        f"{raw_mb / t_read:.0f} | {c_read:.3f} | |",
-        f"| catalog raw read (Dask, sync) | {t_read_dask:.3f} | {raw_mb / t_read_dask:.0f} | "
-        f"{c_read_dask:.3f} | |",
-        f"| catalog raw + rsm cook (Dask, sync) | {t_cook:.3f} | {raw_mb / t_cook:.0f} | "
-        f"{c_cook:.3f} | **{t_cook / t_read:.2f}x** wall ({c_cook / c_read:.2f}x CPU) of the "
-        f"h5py floor; {t_cook / t_read_dask:.2f}x of the catalog read |",
-        f"| catalog raw read (Dask, 2 threads) | {t_read_thr:.3f} | {raw_mb / t_read_thr:.0f} | "
-        "| |",
-        f"| catalog raw + rsm cook (Dask, 2 threads) | {t_cook_thr:.3f} | "
-        f"{raw_mb / t_cook_thr:.0f} | | **{t_cook_thr / t_read_thr:.2f}x** |",
+        markdown_table(rows, ["run", "wall s, median (min-max)", "raw MB/s", "CPU s"]),
         "",
-        "Target: cook <= 1.5x the read-and-decompress floor.",
+        f"- cook / floor: **{run.ratio('cook', 'floor'):.2f}x** (1 core; target <= 1.1x); "
+        f"cook / catalog read {run.ratio('cook', 'read'):.2f}x; with 2 threads cook / read "
+        f"{run.ratio('cook2', 'read2'):.2f}x",
+        f"- vs h5py + xrayutilities, end to end: **{run.ratio('xu1', 'cook'):.1f}x** "
+        f"(1 thread each), **{run.ratio('xu2', 'cook2'):.1f}x** (2 threads each); "
+        "xrayutilities grids all frames into one map, basinflow one map per delay",
+    ]
+
+
+# --- B1c ------------------------------------------------------------------------------------
+def b1c(workdir: Path, rounds: int, nthetas=(1, 2, 4, 16)) -> list[str]:
+    """Warm cooks of small scans from file: open in the catalog, build, compute (sync)."""
+    spice = {"rsm": samples.rsm_spice(SHAPE)}
+    scans = {}
+    for ntheta in nthetas:
+        spec, _, repo = _sample_scan(workdir / f"small-{ntheta}", ntheta)
+        scans[spec.nframes] = repo
+
+    def cook(repo):
+        def go():
+            scan = repo["bench"]["1"]
+            return RSM.cook(scan.raw, spice, qsize=(50, 50, 50)).compute(scheduler="sync")
+
+        return go
+
+    run = interleaved(
+        {str(n): cook(repo) for n, repo in scans.items()}, rounds=rounds, warmup=2, log=stderr
+    )
+    x = np.array(list(scans), float)
+    y = np.array([run[str(n)].wall.median for n in scans])
+    slope, intercept = np.polyfit(x, y, 1)
+    cpu_slope, cpu_intercept = np.polyfit(x, [run[str(n)].cpu.median for n in scans], 1)
+    rows = [[n, run[str(n)].wall.fmt(1e3, 1), run[str(n)].cpu.fmt(1e3, 1)] for n in scans]
+    return [
+        "### B1c: small scans, warm cook from file (catalog open + build + compute, sync)",
+        "",
+        f"Scans of 195 x 487 uint32 gzip frames, rsm on a 50^3 grid. {run.load_line()}.",
+        "",
+        markdown_table(rows, ["frames", "wall ms, median (min-max)", "CPU ms"]),
+        "",
+        f"Linear fit to the medians: **{intercept * 1e3:.1f} ms fixed** + "
+        f"{slope * 1e3:.2f} ms per frame (target fixed <= 20 ms); by CPU time "
+        f"{cpu_intercept * 1e3:.1f} ms fixed + {cpu_slope * 1e3:.2f} ms per frame.",
     ]
 
 
@@ -331,16 +444,25 @@ def main() -> None:
     parser.add_argument(
         "--scale-frames", type=int, default=2000, help="frames for the 1 vs 2 workers run"
     )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip-b1", action="store_true")
     parser.add_argument("--skip-cluster", action="store_true", help="B1 without LocalCluster")
     parser.add_argument("--skip-b1b", action="store_true")
+    parser.add_argument("--skip-b1c", action="store_true")
+    parser.add_argument("--out", default="", help="markdown file to write")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-rsm-"))
     try:
-        lines = ["# RSM benchmarks (B1, B1b)", "", *machine(), ""]
-        lines += b1(args.frames, 0 if args.skip_cluster else args.scale_frames, workdir)
+        lines = header("B1: RSM benchmarks (B1, B1b, B1c)")
+        if not args.skip_b1:
+            lines += [*b1(args.frames, args.rounds), ""]
+        if not args.skip_cluster:
+            lines += [*scaling(args.scale_frames, workdir, args.rounds), ""]
         if not args.skip_b1b:
-            lines += ["", *b1b(args.b1b_frames, workdir)]
-        print("\n".join(lines))
+            lines += [*b1b(args.b1b_frames, workdir, args.rounds), ""]
+        if not args.skip_b1c:
+            lines += [*b1c(workdir, args.rounds), ""]
+        write_report("\n".join(lines), args.out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -14,7 +14,7 @@ measured separately (computing the source on the same scheduler and discarding i
 the table reports the total write time and the time excluding generation
 (total - generation; generation is a few percent of the total).
 
-    python benchmarks/bench_writer.py --gib 2      # the B4 size, writes results/B4.md
+    python benchmarks/bench_writer.py --gib 2      # the B4 size (5 interleaved rounds), writes results/B4.md
     python benchmarks/bench_writer.py --gib 0.25   # quick
 """
 
@@ -45,7 +45,7 @@ POOL = 8
 CHUNKS = (PER_CHUNK, *FRAME)
 
 sys.path.insert(0, str(HERE))
-from common import machine_info, write_report  # noqa: E402 - after the path insert
+from common import MIN_ROUNDS, Stats, machine_info, write_report  # noqa: E402 - after the path insert
 
 
 def make_pool() -> np.ndarray:
@@ -153,7 +153,7 @@ def main() -> None:
     ap.add_argument("--contenders", default="ours,vds,to_hdf5,loop")
     ap.add_argument("--out", default=str(RESULTS), help="markdown file to write ('' = none)")
     ap.add_argument(
-        "--rounds", type=int, default=1, help="interleaved rounds; the table shows the best"
+        "--rounds", type=int, default=5, help="interleaved rounds (>= 5); medians are reported"
     )
     ap.add_argument("--tmp", default=None, help="directory for the outputs (default: system temp)")
     args = ap.parse_args()
@@ -178,8 +178,18 @@ def main() -> None:
         sources["sync"] = sources["threads"]
         nbytes = sources["threads"].nbytes
         runs: dict[str, list] = {}
+        keys = args.contenders.split(",")
+        loads = []
+        if args.rounds < MIN_ROUNDS:
+            raise SystemExit(f"--rounds must be at least {MIN_ROUNDS}")
+        for key in keys:  # warm-up, the same for every contender: a small write each
+            name, fn, where = CONTENDERS[key]
+            tmp = tempfile.mkdtemp(prefix="bench-writer-", dir=args.tmp)
+            fn(sources[where][: 4 * PER_CHUNK], os.path.join(tmp, "out.h5"))
+            shutil.rmtree(tmp)
         for rnd in range(args.rounds):  # interleaved, so a change in machine load hits all
-            for key in args.contenders.split(","):
+            loads.append(os.getloadavg()[0])
+            for key in keys[rnd % len(keys) :] + keys[: rnd % len(keys)]:
                 name, fn, where = CONTENDERS[key]
                 a = sources[where]
                 gen = generation(a, where, client)
@@ -198,8 +208,9 @@ def main() -> None:
                 )
                 shutil.rmtree(tmp)
         for key, rs in runs.items():
-            dt, gen, size = min(rs)
-            rows.append((key, CONTENDERS[key][0], dt, gen, size, [r[0] for r in rs]))
+            wall = Stats(tuple(r[0] for r in rs))
+            gen = Stats(tuple(r[1] for r in rs)).median
+            rows.append((key, CONTENDERS[key][0], wall, gen, rs[-1][2]))
     base = next((r for r in rows if r[0] == "to_hdf5"), None)
     gib = nbytes / 2**30
     lines = [
@@ -215,22 +226,25 @@ def main() -> None:
         f"({os.cpu_count()} cores; a load above the core count means other processes shared the CPUs)",
         "- total = the timed write, source computed inside it (cheap: pool block x scalar); "
         "excl. generation = total - the time to compute the same source alone on the same scheduler",
-        f"- rounds: {args.rounds} (contenders interleaved); each row is its best round, all rounds listed",
+        f"- method: benchmarks/common.py: a small warm-up write per contender, {args.rounds} rounds "
+        f"(order rotated each round), median (min-max), ratios of medians; 1-min load before "
+        f"each round {Stats(tuple(loads)).fmt(digits=1)}",
         "",
-        "| writer | total s | generation alone s | excl. generation s | GiB/s (uncompressed, total) | bytes on disk | vs to_hdf5 (total) | vs to_hdf5 (excl. generation) | all rounds, total s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| writer | total s, median (min-max) | generation alone s (median) | excl. generation s | GiB/s (uncompressed, total) | bytes on disk | vs to_hdf5 (total) | vs to_hdf5 (excl. generation) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for _key, name, dt, gen, size, all_dt in rows:
+    for _key, name, wall, gen, size in rows:
+        dt = wall.median
         net = max(dt - gen, 1e-9)
-        vs = f"{base[2] / dt:.2f}x" if base else "n/a"
-        vs_net = f"{(base[2] - base[3]) / net:.2f}x" if base else "n/a"
+        vs = f"{base[2].median / dt:.2f}x" if base else "n/a"
+        vs_net = f"{(base[2].median - base[3]) / net:.2f}x" if base else "n/a"
         lines.append(
-            f"| {name} | {dt:.2f} | {gen:.2f} | {net:.2f} | {gib / dt:.2f} | {size / 2**20:,.0f} MiB | {vs} | {vs_net} | {', '.join(f'{x:.1f}' for x in all_dt)} |"
+            f"| {name} | {wall.fmt(digits=2)} | {gen:.2f} | {net:.2f} | {gib / dt:.2f} | {size / 2**20:,.0f} MiB | {vs} | {vs_net} |"
         )
     if base:
         ours_row = next((r for r in rows if r[0] == "ours"), None)
         if ours_row:
-            ratio = base[2] / ours_row[2]
+            ratio = base[2].median / ours_row[2].median
             lines += [
                 "",
                 f"Target ours >= 1.7x to_hdf5 (total): {ratio:.2f}x -> {'met' if ratio >= 1.7 else '**not met**'}",

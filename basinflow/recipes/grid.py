@@ -66,6 +66,36 @@ class Grid:
     def nbins(self) -> int:
         return int(np.prod(self.sizes))
 
+    def bin_units(self) -> BinUnits:
+        """How the kernels turn ``q`` into bins: ``u = (q - lo) * scale`` per dim, in range
+        when ``0 <= u <= umax``, flat bin ``sum(rint(u) * stride)``.
+
+        A dim of one bin (infinite step) is scaled to ``0..1`` over ``[lo, hi]`` and has a
+        stride of zero, so the range test stays ``lo <= q <= hi`` as in xrayutilities.
+        """
+        sizes = np.asarray(self.sizes, dtype=np.int64)
+        lo, hi = np.asarray(self.lo, float), np.asarray(self.hi, float)
+        single = sizes == 1
+        with np.errstate(divide="ignore"):
+            scale = np.where(single, 1.0 / (hi - lo), 1.0 / self.step)
+        strides = np.cumprod(np.r_[sizes[1:], 1][::-1])[::-1]
+        return BinUnits(
+            lo=lo,
+            scale=scale,
+            umax=np.where(single, 1.0, sizes - 1.0),
+            stride=np.where(single, 0.0, strides.astype(float)),
+        )
+
+
+@dataclass(frozen=True)
+class BinUnits:
+    """Per grid dim: ``u = (q - lo) * scale`` in ``[0, umax]``; flat bin ``rint(u) . stride``."""
+
+    lo: np.ndarray
+    scale: np.ndarray
+    umax: np.ndarray
+    stride: np.ndarray
+
 
 def detector_extent(
     rows: np.ndarray,

@@ -1,25 +1,38 @@
 """Compiled kernels: pixel -> Q -> bin, fused, for one chunk of frames.
 
-Per frame ``f`` the caller folds the whole diffractometer into a small matrix and vector:
-``q = A[f] @ p / |p| - b[f]`` for the position ``p`` of every pixel at zero detector
-angles (``A = k R_s^T R_d``, ``b = k R_s^T k_i``; see :mod:`basinflow.recipes.geometry`).
-The kernels never build a ``(frames, y, x, 3)`` Q array: each pixel's Q lives in
-registers, is binned, and its value is added to the partial sums and counts of its group.
+Per frame ``f`` the caller folds the whole diffractometer *and the grid* into a small
+matrix and vector: ``u = A[f] @ p / |p| - b[f]`` is the position of a pixel in bin units
+(``u_d = (q_d - lo_d) / step_d``) for the position ``p`` of the pixel at zero detector
+angles (see :func:`basinflow.recipes.rsm.Setup` and :mod:`basinflow.recipes.geometry`).
+Pixel ``(i, j)`` sits at ``p = rows[i] + j * step2`` with ``inorm[i, j] = 1 / |p|``
+precomputed once per detector geometry, so per frame and row the kernel forms
+``c = A @ rows[i]`` and ``e = A @ step2`` and each pixel costs ``u = (c + j e) w - b``:
+two fused multiply-adds per grid dim, no trigonometry, no square root. The kernels never
+build a ``(frames, y, x, 3)`` Q array.
 
-Binning is xrayutilities' ``Gridder`` rule, so results agree bin for bin: with
-``step = |hi - lo| / (n - 1)`` (infinite when ``n == 1``), a value ``q`` with
-``lo <= q <= hi`` goes to bin ``rint((q - lo) / step)`` (round half to even); anything
-else, including NaN Q, is out of range. Pixels whose (monitor-scaled) value is NaN or
-±inf are not binned but counted in ``bad[group]``; masked pixels are skipped.
+Binning is xrayutilities' ``Gridder`` rule, so results agree bin for bin: a value with
+``lo <= q <= hi`` (here ``0 <= u <= n - 1``) goes to bin ``rint(u)`` (round half to even);
+anything else, including NaN Q, is out of range. A dim of one bin has ``u`` scaled to
+``0..1`` over ``[lo, hi]`` and a stride of zero. Folding ``lo`` and ``1/step`` into the
+per-frame coefficients may round differently from xrayutilities' ``(q - lo) / step`` in
+the last bit, which moves a pixel only when it lies within an ulp of a bin boundary.
+Pixels whose (monitor-scaled) value is NaN or ±inf are not binned but counted in
+``bad[group]``; masked pixels are skipped.
 
-Layout for speed (3.2-3.6 ns per pixel and core on the reference machine, about 45x
-xrayutilities' Ang2Q.area + Gridder3D): per detector row, a branch-free loop computes the
-flat bin index of every pixel (SIMD), then a scalar loop adds values run by run
-(:func:`_scatter`); sums and counts are interleaved so one cache line holds both, and a
-byte per block of bins records which parts of the grid a task touched, so its partial
-can be sent sparse (:func:`touched_bins`).
+Layout for speed: per detector row and frame, a branch-free loop (SIMD) computes the flat
+bin index and the scaled value of every pixel (invalid pixels go to one scratch bin past
+the grid, so the scatter needs no test); then a scalar loop adds values run by run
+(:func:`_scatter`): consecutive pixels mostly fall into the same bin, and summing a run in
+registers avoids a store-to-load dependency through memory per pixel. Sums and counts are
+interleaved so one cache line holds both, and a byte per block of bins records which
+parts of the grid a task touched, so its partial can be sent sparse
+(:func:`touched_bins`). Rows are the outer loop: a row of geometry serves every frame of
+the chunk, and the bins one row touches over a chunk fit in L1. Costs on the reference
+machine are in ``benchmarks/RESULTS.md`` (B1, kernel row).
 
 All kernels release the GIL (``nogil=True``) so Dask's threads run them in parallel.
+``fastmath={"contract"}`` only lets LLVM fuse multiply-adds (no reassociation, NaN and
+inf semantics kept).
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import numpy as np
 from numba import njit
 
 BLOCK = 8  # bins per entry of the ``touched`` map
+SCRATCH = 1  # rows of the accumulator past the grid: where invalid pixels are "added"
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -37,33 +51,53 @@ def _flush(fl, k, v, c, touched):
     fl[k, 1] += c
 
 
-@njit(nogil=True, cache=True)
-def _scatter(row, idx, scale, fl, base, bad, g, touched):
-    """Add one row of pixel values to the bins ``idx`` (-1: skip), run by run.
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _bin_row(row, wrow, mrow, jf, c, e, b, umax, stride, scale, skip, idx, vals):
+    """Flat bin index (``skip`` where out of range, masked or non-finite) and scaled value
+    of every pixel of one detector row; returns the number of non-finite values."""
+    c0, c1, c2 = c[0], c[1], c[2]
+    e0, e1, e2 = e[0], e[1], e[2]
+    b0, b1, b2 = b[0], b[1], b[2]
+    m0, m1, m2 = umax[0], umax[1], umax[2]
+    s0, s1, s2 = stride[0], stride[1], stride[2]
+    nbad = 0
+    for j in range(row.shape[0]):  # branch-free: vectorises
+        t = jf[j]
+        w = wrow[j]
+        u0 = (c0 + t * e0) * w - b0
+        u1 = (c1 + t * e1) * w - b1
+        u2 = (c2 + t * e2) * w - b2
+        v = np.float64(row[j]) * scale
+        fin = np.isfinite(v)
+        ok = (u0 >= 0.0) & (u0 <= m0) & (u1 >= 0.0) & (u1 <= m1) & (u2 >= 0.0) & (u2 <= m2)
+        ok = ok & fin & (not mrow[j])
+        k = np.rint(u0) * s0 + np.rint(u1) * s1 + np.rint(u2) * s2
+        idx[j] = np.int64(k) if ok else skip
+        vals[j] = v
+        nbad += not fin
+    return nbad
 
-    Consecutive pixels mostly fall into the same bin; summing a run in registers and
-    writing it once avoids a store-to-load dependency through memory per pixel. Every
-    block of ``BLOCK`` bins written to is marked in ``touched`` (uint8).
+
+@njit(nogil=True, cache=True)
+def _scatter(idx, vals, fl, base, touched):
+    """Add one row of values to the bins ``base + idx``, run by run.
+
+    Indices are unsigned here so that numba emits no negative-index wraparound per access.
     """
-    prev = -1
+    ubase = np.uint64(base)
+    prev = np.uint64(idx[0])
     accv = 0.0
     accc = 0.0
-    for j in range(row.shape[0]):
-        v = np.float64(row[j]) * scale
-        if not np.isfinite(v):
-            bad[g] += 1.0
-            continue
-        k = idx[j]
+    for j in range(idx.shape[0]):
+        k = np.uint64(idx[j])
         if k != prev:
-            if prev >= 0:
-                _flush(fl, base + prev, accv, accc, touched)
+            _flush(fl, ubase + prev, accv, accc, touched)
             prev = k
             accv = 0.0
             accc = 0.0
-        accv += v
+        accv += vals[j]
         accc += 1.0
-    if prev >= 0:
-        _flush(fl, base + prev, accv, accc, touched)
+    _flush(fl, ubase + prev, accv, accc, touched)
 
 
 @njit(nogil=True, cache=True)
@@ -91,129 +125,54 @@ def merge_into(fl, bins, sums, counts, touched):
         _flush(fl, bins[n], sums[n], counts[n], touched)
 
 
-@njit(nogil=True, cache=True)
-def grid3(
-    frames,
-    mask,
-    a,
-    b,
-    scale,
-    group,
-    rows,
-    step2,
-    inorm,
-    jf,
-    lo,
-    hi,
-    step,
-    sizes,
-    acc,
-    bad,
-    touched,
-):
-    """Accumulate one chunk of frames into a 3-D grid, in place.
-
-    Pixel ``(i, j)`` sits at ``p = rows[i] + j * step2`` (mm, detector angles zero) with
-    ``inorm[i, j] = 1 / |p|``, so per frame ``q = (a @ rows[i] + j * a @ step2) * inorm - b``:
-    a few flops per pixel and component, and only ``inorm`` read per pixel.
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def grid(frames, mask, a, b, scale, group, rows, step2, inorm, jf, umax, stride, acc, bad, touched):
+    """Accumulate one chunk of frames into a grid of up to 3 dims, in place.
 
     frames (m, n1, n2), any real dtype; mask (n1, n2) bool, True = skip the pixel;
-    a (m, 3, 3) and b (m, 3) float64 with rows in output-dim order; scale (m,) multiplies
-    pixel values (1/monitor, or 1); group (m,) int64, -1 skips the frame; rows (n1, 3),
-    step2 (3,), inorm (n1, n2), jf (n2,) = 0, 1, 2... as float64; lo, hi, step (3,);
-    sizes (3,) int64; acc (G * nbins, 2) float64 receives [sum, count] per bin (C order
-    over the grid, group-major); bad (G,) float64 counts NaN/inf values; touched
-    (G * nbins // BLOCK + 1,) uint8 marks the blocks of bins written to.
+    a (m, 3, 3) and b (m, 3) float64: ``u = a @ p/|p| - b`` in bin units, rows in grid-dim
+    order (a 2-D grid has a zero third row: ``u = 0``, ``umax = 0``, stride 0); scale (m,)
+    multiplies pixel values (1/monitor, or 1); group (m,) int64, -1 skips the frame;
+    rows (n1, 3), step2 (3,), inorm (n1, n2), jf (n2,) = 0, 1, 2... as float64;
+    umax (3,): ``n - 1`` per dim (1 for a dim of one bin); stride (3,) float64: flat-index
+    stride per dim (0 for a dim of one bin); acc (G * nbins + SCRATCH, 2) float64 receives
+    [sum, count] per bin (C order over the grid, group-major), its last row is scratch;
+    bad (G,) float64 counts NaN/inf values; touched (len(acc) // BLOCK + 1,) uint8 marks
+    the blocks of bins written to.
     """
     m, n1, n2 = frames.shape
-    nbins = sizes[0] * sizes[1] * sizes[2]
-    fny, fnz = np.float64(sizes[1]), np.float64(sizes[2])
-    lx, ly, lz = lo[0], lo[1], lo[2]
-    hx, hy, hz = hi[0], hi[1], hi[2]
-    # multiplying by the reciprocal may differ from xrayutilities' division in the last
-    # bit, which changes a bin only for values within an ulp of a bin boundary
-    rx, ry, rz = 1.0 / step[0], 1.0 / step[1], 1.0 / step[2]
-    s0, s1, s2 = step2[0], step2[1], step2[2]
-    idx = np.empty(n2, np.int32)
+    scratch = acc.shape[0] - SCRATCH
+    nbins = scratch // bad.shape[0]
+    idx = np.empty(n2, np.int64)
+    vals = np.empty(n2)
+    c = np.empty(3)
+    e = np.empty(3)
     for i in range(n1):  # rows outer: a row of geometry serves every frame of the chunk
-        wrow, mrow = inorm[i], mask[i]
-        p0, p1, p2 = rows[i, 0], rows[i, 1], rows[i, 2]
+        wrow, mrow, p = inorm[i], mask[i], rows[i]
         for f in range(m):
             g = group[f]
             if g < 0:
                 continue
-            cx = a[f, 0, 0] * p0 + a[f, 0, 1] * p1 + a[f, 0, 2] * p2
-            cy = a[f, 1, 0] * p0 + a[f, 1, 1] * p1 + a[f, 1, 2] * p2
-            cz = a[f, 2, 0] * p0 + a[f, 2, 1] * p1 + a[f, 2, 2] * p2
-            ex = a[f, 0, 0] * s0 + a[f, 0, 1] * s1 + a[f, 0, 2] * s2
-            ey = a[f, 1, 0] * s0 + a[f, 1, 1] * s1 + a[f, 1, 2] * s2
-            ez = a[f, 2, 0] * s0 + a[f, 2, 1] * s1 + a[f, 2, 2] * s2
-            b0, b1, b2 = b[f, 0], b[f, 1], b[f, 2]
-            for j in range(n2):  # branch-free: vectorises
-                t = jf[j]
-                w = wrow[j]
-                qx = (cx + t * ex) * w - b0
-                qy = (cy + t * ey) * w - b1
-                qz = (cz + t * ez) * w - b2
-                ok = (qx >= lx) & (qx <= hx) & (qy >= ly) & (qy <= hy)
-                ok = ok & (qz >= lz) & (qz <= hz) & (not mrow[j])
-                k = (np.rint((qx - lx) * rx) * fny + np.rint((qy - ly) * ry)) * fnz + np.rint(
-                    (qz - lz) * rz
-                )
-                idx[j] = np.int32(k if ok else -1.0)
-            _scatter(frames[f, i], idx, scale[f], acc, g * nbins, bad, g, touched)
-
-
-@njit(nogil=True, cache=True)
-def grid2(
-    frames,
-    mask,
-    a,
-    b,
-    scale,
-    group,
-    rows,
-    step2,
-    inorm,
-    jf,
-    lo,
-    hi,
-    step,
-    sizes,
-    acc,
-    bad,
-    touched,
-):
-    """Like :func:`grid3` for a 2-D grid: ``a`` is (m, 2, 3), ``b`` (m, 2), sizes (2,)."""
-    m, n1, n2 = frames.shape
-    nbins = sizes[0] * sizes[1]
-    fny = np.float64(sizes[1])
-    lx, ly = lo[0], lo[1]
-    hx, hy = hi[0], hi[1]
-    rx, ry = 1.0 / step[0], 1.0 / step[1]
-    s0, s1, s2 = step2[0], step2[1], step2[2]
-    idx = np.empty(n2, np.int32)
-    for i in range(n1):
-        wrow, mrow = inorm[i], mask[i]
-        p0, p1, p2 = rows[i, 0], rows[i, 1], rows[i, 2]
-        for f in range(m):
-            g = group[f]
-            if g < 0:
-                continue
-            cx = a[f, 0, 0] * p0 + a[f, 0, 1] * p1 + a[f, 0, 2] * p2
-            cy = a[f, 1, 0] * p0 + a[f, 1, 1] * p1 + a[f, 1, 2] * p2
-            ex = a[f, 0, 0] * s0 + a[f, 0, 1] * s1 + a[f, 0, 2] * s2
-            ey = a[f, 1, 0] * s0 + a[f, 1, 1] * s1 + a[f, 1, 2] * s2
-            b0, b1 = b[f, 0], b[f, 1]
-            for j in range(n2):
-                t = jf[j]
-                w = wrow[j]
-                qx = (cx + t * ex) * w - b0
-                qy = (cy + t * ey) * w - b1
-                ok = (qx >= lx) & (qx <= hx) & (qy >= ly) & (qy <= hy) & (not mrow[j])
-                k = np.rint((qx - lx) * rx) * fny + np.rint((qy - ly) * ry)
-                idx[j] = np.int32(k if ok else -1.0)
-            _scatter(frames[f, i], idx, scale[f], acc, g * nbins, bad, g, touched)
+            for d in range(3):
+                c[d] = a[f, d, 0] * p[0] + a[f, d, 1] * p[1] + a[f, d, 2] * p[2]
+                e[d] = a[f, d, 0] * step2[0] + a[f, d, 1] * step2[1] + a[f, d, 2] * step2[2]
+            base = g * nbins
+            bad[g] += _bin_row(
+                frames[f, i],
+                wrow,
+                mrow,
+                jf,
+                c,
+                e,
+                b[f],
+                umax,
+                stride,
+                scale[f],
+                scratch - base,
+                idx,
+                vals,
+            )
+            _scatter(idx, vals, acc, base, touched)
 
 
 @njit(nogil=True, cache=True)

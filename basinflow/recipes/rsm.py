@@ -41,6 +41,7 @@ from basinflow.recipes.chunking import grouped_tasks, tree_reduce
 from basinflow.recipes.grid import (
     Q_DIMS,
     Q_UNITS,
+    BinUnits,
     Grid,
     auto_range,
     detector_extent,
@@ -367,48 +368,66 @@ def _groups(raw: xr.Dataset, spice: RsmSpice, n: int) -> tuple[np.ndarray, np.nd
     return np.searchsorted(keys, values).astype(np.int64), keys
 
 
-def _grid_chunks(chunks, params, mask, *, nd, ngroups, sizes, lo, hi, step, dirs_key):
+def _folded(p: np.ndarray, nd: int, units: BinUnits) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame kernel coefficients ``(a, b)`` with ``u = a @ p/|p| - b`` in bin units.
+
+    ``q = A p/|p| - B`` (rows in grid-dim order) becomes ``u = (q - lo) * scale``: the grid
+    is folded into the 3x3 matrix and the vector of every frame, so the kernel spends no
+    flops per pixel on it. A 2-D grid gets a zero third row (``u = 0``, always in range).
+    """
+    m = p.shape[0]
+    a = np.zeros((m, 3, 3))
+    b = np.zeros((m, 3))
+    a[:, :nd] = p[:, : nd * 3].reshape(m, nd, 3) * units.scale[:nd, None]
+    b[:, :nd] = (p[:, nd * 3 : nd * 4] + units.lo[:nd]) * units.scale[:nd]
+    return a, b
+
+
+def _padded(v: np.ndarray, fill: float) -> np.ndarray:
+    return np.concatenate([v, np.full(3 - len(v), fill)])
+
+
+def _grid_chunks(chunks, params, mask, *, nd, ngroups, nbins, units, dirs_key):
     """One task: grid a list of frame chunks; returns a sparse partial.
 
     The kernel accumulates into a dense ``[sum, count]`` buffer (group-major, C order;
-    pages never touched are never faulted in), which is then compacted to the bins that
-    received pixels: ``(bins, sums, counts, bad)``. A chunk of a rocking scan touches a
-    few percent of a 3-D grid, so partials are small to keep, send and add.
+    pages never touched are never faulted in; one scratch row past the grid takes the
+    pixels that fall nowhere), which is then compacted to the bins that received pixels:
+    ``(bins, sums, counts, bad)``. A chunk of a rocking scan touches a few percent of a
+    3-D grid, so partials are small to keep, send and add.
     """
     from basinflow.recipes import kernels
 
-    nb = int(np.prod(sizes))
-    acc = np.zeros((ngroups * nb, 2))
+    size = ngroups * nbins
+    acc = np.zeros((size + kernels.SCRATCH, 2))
     bad = np.zeros(ngroups)
-    touched = np.zeros(ngroups * nb // kernels.BLOCK + 1, dtype=np.uint8)
-    kernel = kernels.grid3 if nd == 3 else kernels.grid2
+    touched = np.zeros(len(acc) // kernels.BLOCK + 1, dtype=np.uint8)
     rows, step2, inorm, jf = _detector(dirs_key)
-    sizes = np.asarray(sizes, dtype=np.int64)
+    umax, stride = _padded(units.umax, 0.0), _padded(units.stride, 0.0)
     start = 0
     for frames in chunks:
         m = frames.shape[0]
         p = params[start : start + m]
         start += m
-        kernel(
+        a, b = _folded(p, nd, units)
+        kernels.grid(
             frames,
             mask,
-            np.ascontiguousarray(p[:, : nd * 3].reshape(m, nd, 3)),
-            np.ascontiguousarray(p[:, nd * 3 : nd * 4]),
+            a,
+            b,
             np.ascontiguousarray(p[:, nd * 4]),
             p[:, nd * 4 + 1].astype(np.int64),
             rows,
             step2,
             inorm,
             jf,
-            lo,
-            hi,
-            step,
-            sizes,
+            umax,
+            stride,
             acc,
             bad,
             touched,
         )
-    bins = _touched_bins(acc, touched)
+    bins = _touched_bins(acc[:size], touched)
     return bins, acc[bins, 0], acc[bins, 1], bad
 
 
@@ -445,7 +464,7 @@ def _densify(part, nbins: int) -> np.ndarray:
 def _total(frames: da.Array, params: np.ndarray, mask: np.ndarray, ngroups: int, **kw):
     """The summed grid of every frame, as a flat one-chunk Dask array (see _densify)."""
     frames = frames.rechunk({1: -1, 2: -1})
-    nbins = ngroups * int(np.prod(kw["sizes"]))
+    nbins = ngroups * kw["nbins"]
     dsk, keys, _, deps = grouped_tasks(
         functools.partial(_grid_chunks, ngroups=ngroups, **kw),
         frames,
@@ -550,10 +569,8 @@ def rsm(
         mask,
         ngroups,
         nd=nd,
-        sizes=grid.sizes,
-        lo=np.asarray(grid.lo),
-        hi=np.asarray(grid.hi),
-        step=grid.step,
+        nbins=grid.nbins,
+        units=grid.bin_units(),
         dirs_key=setup.dirs_key,
     )
     if sp.nonfinite == "raise":

@@ -107,3 +107,42 @@ def test_bad_axes(bad):
 def test_image_axes_must_be_perpendicular():
     with pytest.raises(RecipeError, match="perpendicular"):
         geometry.pixel_steps(("x+", "x-"), (1, 1))
+
+
+# --- the grid as the kernels see it (bin units) ------------------------------------------
+@given(
+    st.floats(-5, 5),
+    st.floats(1e-3, 10),
+    st.integers(1, 200),
+    st.lists(st.floats(-0.2, 1.2), min_size=1, max_size=50),
+)
+def test_bin_units_follow_the_xrayutilities_gridder_rule(lo, span, n, fractions):
+    """``u = (q - lo) * scale`` in ``[0, umax]`` and bin ``rint(u)`` is xrayutilities'
+    rule (``lo <= q <= hi``, bin ``rint((q - lo) / step)``) for every q not within a few
+    ulps of a bin boundary; a one-bin dim keeps the range test and always gives bin 0."""
+    from basinflow.recipes.grid import Grid
+
+    hi = lo + span
+    units = Grid(("qx",), (lo,), (hi,), (n,)).bin_units()
+    step = abs(hi - lo) / (n - 1) if n > 1 else np.inf
+    for f in fractions:
+        q = lo + f * span
+        u = (q - lo) * units.scale[0]
+        inside = 0.0 <= u <= units.umax[0]
+        if abs(q - lo) > 1e-12 * span and abs(q - hi) > 1e-12 * span:
+            assert inside == (lo <= q <= hi)
+        if not inside or not (lo <= q <= hi):
+            continue
+        expected = 0 if n == 1 else int(np.rint((q - lo) / step))
+        near_boundary = n > 1 and abs((q - lo) / step % 1 - 0.5) < 1e-9
+        if not near_boundary:
+            assert int(np.rint(u) * units.stride[0]) == expected
+
+
+def test_bin_units_strides_are_c_order_and_zero_for_single_bins():
+    from basinflow.recipes.grid import Grid
+
+    units = Grid(("qx", "qy", "qz"), (0, 0, 0), (1, 1, 1), (4, 1, 5)).bin_units()
+    assert list(units.stride) == [5.0, 0.0, 1.0]
+    assert list(units.umax) == [3.0, 1.0, 4.0]
+    assert units.scale[1] == 1.0  # one bin: u runs 0..1 over [lo, hi]
