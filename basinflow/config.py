@@ -169,6 +169,12 @@ class Config(_Model):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     batch_size: int = Field(500, ge=1, description="max task runs per flow run")
+    proposals_in_parallel: int = Field(
+        4,
+        ge=1,
+        description="watch/reprocess plan and cook this many proposals at a time (each costs "
+        "seconds of orchestration, mostly waiting on the API and the cluster)",
+    )
 
     @model_validator(mode="after")
     def _refs(self) -> Config:
