@@ -25,8 +25,7 @@ def load(config: str, proposals: dict[str, tuple[str, ...]] = PROPOSALS) -> list
     import fsspec
 
     from basinflow import samples
-    from basinflow.catalog import Repository
-    from basinflow.config import load_config
+    from basinflow.config import load_config, open_repository
 
     settings = load_config(config).repository(REPOSITORY)
     fs, _ = fsspec.core.url_to_fs("s3://raw", **settings.storage_options)
@@ -41,7 +40,7 @@ def load(config: str, proposals: dict[str, tuple[str, ...]] = PROPOSALS) -> list
                 local = Path(tmp, "nexus", proposal, f"{scan}.h5")
                 fs.put(str(local), f"raw/{proposal}/{scan}.h5")
     fs.invalidate_cache()  # the catalog below lists through this same (cached) filesystem
-    repo = Repository.from_config(config, REPOSITORY)
+    repo = open_repository(config, REPOSITORY)
     for proposal in loaded:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

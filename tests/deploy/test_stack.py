@@ -11,6 +11,7 @@ an in-process cook of the same scans, and leave one completed task run per scan 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import sys
@@ -125,17 +126,16 @@ def _check_referrers(proposal: str, run_ids) -> None:
     """Every scan's referrer is in S3, made by one of ``run_ids``, equal to a local cook."""
     import warnings
 
+    import fsspec
+
     import basinflow as bf
-    from basinflow.catalog import Repository
-    from basinflow.config import load_config
+    from basinflow.config import load_config, open_repository
 
     config = os.environ["BASINFLOW_CONFIG"]
     settings = load_config(config).repository("beamline")
-    repo = Repository.from_config(config, "beamline")
+    repo = open_repository(config, "beamline")
+    fs, _ = fsspec.core.url_to_fs("s3://cooked", **settings.storage_options)
     for scan in load_samples.PROPOSALS[proposal]:
-        import fsspec
-
-        fs, _ = fsspec.core.url_to_fs("s3://cooked", **settings.storage_options)
         (found,) = fs.glob(f"cooked/{proposal}/{scan}/rsm-*.h5")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -145,7 +145,8 @@ def _check_referrers(proposal: str, run_ids) -> None:
                 trusted=[repo],  # its raw basin is in the repository's bucket
             )
             local = repo[proposal][scan].cook("rsm").compute()
-        assert ds.attrs["flow_run_id"] in {str(i) for i in run_ids}, ds.attrs
+        provenance = json.loads(ds.attrs["provenance"])
+        assert provenance["flow_run_id"] in {str(i) for i in run_ids}, provenance
         assert set(local.data_vars) <= set(ds.data_vars)
         for name in local.data_vars:
             np.testing.assert_allclose(ds[name].values, local[name].values, rtol=1e-6)
