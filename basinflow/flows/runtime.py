@@ -210,7 +210,8 @@ class EmbeddedServer:
             self._log = None
 
     def __enter__(self) -> EmbeddedServer:
-        return self.start()
+        running = self.process is not None and self.process.poll() is None
+        return self if running else self.start()  # ``with server.start(timeout=...):``
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -133,7 +133,8 @@ def test_task_runs_reach_each_api_on_long_lived_workers(make_repo, tmp_path):
         with dask_processes(1) as address:
             for force in (False, True):
                 db = f"sqlite+aiosqlite:///{tmp_path}/prefect-{force}.db"  # one API each
-                with EmbeddedServer(database=db) as server:
+                server = EmbeddedServer(database=db).start(timeout=600)  # a loaded machine
+                with server:
                     os.environ["PREFECT_API_URL"] = server.api_url
                     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
                         results = cook_proposal(
