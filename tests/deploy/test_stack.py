@@ -144,7 +144,7 @@ def _check_referrers(proposal: str, run_ids) -> None:
                 storage_options=settings.storage_options,
                 trusted=[repo],  # its raw basin is in the repository's bucket
             )
-            local = repo[proposal][scan].cook("rsm").compute()
+            local = bf.cooked(repo[proposal][scan], "rsm").compute()
         provenance = json.loads(ds.attrs["provenance"])
         assert provenance["flow_run_id"] in {str(i) for i in run_ids}, provenance
         assert set(local.data_vars) <= set(ds.data_vars)
