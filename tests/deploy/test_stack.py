@@ -122,6 +122,20 @@ def _task_runs(flow_run_ids) -> dict[str, str]:
     return {r.name: r.state_type.value for r in runs}
 
 
+def _per_scan_task_runs(root_id, expected: set[str], timeout: float = 600) -> dict[str, str]:
+    """The task runs under flow run ``root_id`` once ``expected`` are all there and final.
+    Task runs reach the server as events from the Dask workers, processed after the flow
+    run's own state: on a loaded machine minutes later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = _task_runs(_subtree(root_id))
+        if all(tasks.get(n) in ("COMPLETED", "FAILED", "CRASHED") for n in expected):
+            return tasks
+        if time.monotonic() > deadline:
+            return tasks
+        time.sleep(3)
+
+
 def _check_referrers(proposal: str, run_ids) -> None:
     """Every scan's referrer is in S3, made by one of ``run_ids``, equal to a local cook."""
     import warnings
@@ -191,12 +205,11 @@ def test_deployments_run_on_the_stack(stack, client_env):
     run = run_deployment("cook/beamline-cook", parameters={"proposal": "2021-05"}, timeout=0)
     run = _wait_final(run.id)
     assert run.state_type == StateType.COMPLETED, (run.state, stack.running[-1].tail())
-    tree = _subtree(run.id)
-    tasks = _task_runs(tree)
     scans = load_samples.PROPOSALS["2021-05"]
     per_scan = {f"2021-05/{s}/rsm" for s in scans}
+    tasks = _per_scan_task_runs(run.id, per_scan)
     assert {n: tasks.get(n) for n in per_scan} == dict.fromkeys(per_scan, "COMPLETED"), tasks
-    _check_referrers("2021-05", tree)
+    _check_referrers("2021-05", _subtree(run.id))
 
     # 2. a run the server's scheduler created from the watch deployment's interval
     scheduled = _api(
@@ -214,9 +227,25 @@ def test_deployments_run_on_the_stack(stack, client_env):
     _api(lambda c: c.set_flow_run_state(tick.id, Scheduled(), force=True))  # due now
     tick = _wait_final(tick.id)
     assert tick.state_type == StateType.COMPLETED, (tick.state, stack.running[-1].tail())
-    tree = _subtree(tick.id)
-    tasks = _task_runs(tree)
+    # The 5-minute interval may have made an earlier watch run due while the test ran (a
+    # slow machine): the new proposal is cooked by exactly one of the completed watch runs.
+    watch_runs = _api(
+        lambda c: c.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["beamline-watch"])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
+            ),
+        )
+    )
+    assert tick.id in {r.id for r in watch_runs}
     new = {f"2021-06/{s}/rsm" for s in load_samples.PROPOSALS["2021-06"]}
+    deadline = time.monotonic() + 600
+    while True:  # task runs arrive as events, after the runs' own states
+        tree = [i for r in watch_runs for i in _subtree(r.id)]
+        tasks = _task_runs(tree)
+        if all(tasks.get(n) for n in new) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert {n: tasks.get(n) for n in new} == dict.fromkeys(new, "COMPLETED"), tasks
     assert not per_scan & set(tasks), "watch cooked scans that were already up to date"
     _check_referrers("2021-06", tree)
