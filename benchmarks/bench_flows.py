@@ -41,6 +41,15 @@ def _io_read() -> int:
     return -1
 
 
+def _local_cluster(workers: int):
+    """The cluster every B5/B7 contender runs on: ``workers`` single-thread processes."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+
+
 def _setup(root: Path, n: int) -> Path:
     import yaml
 
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from basinflow.config import load_config
     from basinflow.flows.run import cook_proposal
@@ -108,9 +117,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     with (
-        LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
+        _local_cluster(args.workers) as cluster,
         Client(cluster) as client,
     ):
         addr = cluster.scheduler_address
@@ -267,7 +274,7 @@ def proposals_main(argv: list[str] | None = None) -> None:
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from basinflow.config import load_config
     from basinflow.flows.cook import results_of
@@ -278,9 +285,7 @@ def proposals_main(argv: list[str] | None = None) -> None:
     lines: list[str] = []
     rows = []
     with (
-        LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
+        _local_cluster(args.workers) as cluster,
         Client(cluster) as client,
         _api(),
     ):
