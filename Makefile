@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with only Python and pip:
 #   make demo   - install from the lock, generate sample data, cook it, show the results
 #   make test   - install from the lock with the test extras, lint, run the whole suite
+#   make stack  - the deployment stack (deploy/compose.yaml's services) as local processes
 # The environment is pinned by uv.lock (every package, every hash); `make lock` refreshes it.
 PYTHON     ?= python3
 VENV       ?= .venv
@@ -14,7 +15,7 @@ UV         := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint lock bench clean ui-shots
+.PHONY: demo test lint lock bench clean ui-shots stack
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -53,6 +54,11 @@ lock: | $(UV)
 	$(BIN)/python deploy/versions.py --write
 	$(MAKE) test
 	git add uv.lock deploy && git commit -m "lock: refresh uv.lock to the newest releases pyproject.toml allows ($$($(BIN)/python deploy/versions.py --summary))"
+
+# The facility stack of deploy/compose.yaml as processes on this machine (PostgreSQL from
+# Debian's `postgresql`, SeaweedFS S3, Dask, Prefect server and worker); Ctrl-C stops it.
+stack: $(VENV)/.synced-test
+	$(BIN)/python deploy/stack.py
 
 bench: $(VENV)/.synced-test
 	$(BIN)/python -m benchmarks.bench_rsm && $(BIN)/python -m benchmarks.bench_access && $(BIN)/python benchmarks/bench_referrer.py && $(BIN)/python benchmarks/bench_writer.py && $(BIN)/python -m benchmarks.bench_flows

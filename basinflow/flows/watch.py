@@ -6,11 +6,19 @@ and one planning task per proposal. ``reprocess`` cooks everything again for a n
 revision or recipe version (``force`` to recook outputs that are still current). Neither
 holds task runs of its own beyond planning; each ``cook`` sub-flow holds at most
 ``batch_size`` task runs per ``cook-batch``.
+
+Proposals are planned and cooked ``proposals_in_parallel`` at a time (config, default 4):
+each ``cook`` sub-flow spends seconds on orchestration (API round trips, planning, artifacts,
+connecting to the cluster) during which the cluster would otherwise idle. Each runs in a
+thread with a copy of the flow's context, so it is a sub-flow of this run with its tags.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextvars
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from prefect import flow, tags
 
@@ -26,15 +34,34 @@ def _proposals(cfg, repository: str, proposals: list[str] | None) -> list[str]:
     return worker.list_proposals(cfg.repository(repository).model_dump(), repository)
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_parallel(fn: Callable[[T], R], items: Iterable[T], limit: int) -> list[R]:
+    """``[fn(item) for item in items]``, ``limit`` at a time, in order; each call runs in a
+    copy of the caller's context (the flow run, tags), so Prefect sees sub-flows and tasks
+    of the calling flow. The first exception is raised after all calls have finished."""
+    items = list(items)
+    if limit <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(limit, len(items)), thread_name_prefix="proposal") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+        return [f.result() for f in futures]
+
+
 def _cook_each(cfg, config, repository, work, recipe, force, address) -> list:
-    results: list = []
     with dask_cluster(cfg.cluster, address) as addr:
-        for proposal, scans in work:
+
+        def one(item) -> list:
+            proposal, scans = item
             state = cook(
                 config, repository, proposal, scans, recipe, force, addr, return_state=True
             )
-            results.extend(results_of(state))
-    return results
+            return results_of(state)
+
+        done = in_parallel(one, work, cfg.proposals_in_parallel)
+    return [r for results in done for r in results]
 
 
 def _finish(results: list, repository: str, recipe: str, title: str) -> list:
@@ -60,12 +87,14 @@ def watch(
     liveness.claim_and_reap()
     cfg = load(config)
     settings = settings_parameter(cfg, repository)
-    work = []
     with tags("basinflow", "watch", f"repository:{repository}", f"recipe:{recipe}"):
-        for proposal in _proposals(cfg, repository, proposals):
-            todo = plan_task(settings, repository, proposal, None, recipe).todo
-            if todo:
-                work.append((proposal, [r.scan for r in todo]))
+        keys = _proposals(cfg, repository, proposals)
+        plans = in_parallel(
+            lambda p: [r.scan for r in plan_task(settings, repository, p, None, recipe).todo],
+            keys,
+            cfg.proposals_in_parallel,
+        )
+        work = [(p, todo) for p, todo in zip(keys, plans, strict=True) if todo]
         results = (
             _cook_each(cfg, config, repository, work, recipe, False, cluster_address)
             if work
@@ -92,4 +121,4 @@ def reprocess(
     return _finish(results, repository, recipe, f"reprocess/{repository}/{recipe}")
 
 
-__all__ = ["reprocess", "watch"]
+__all__ = ["in_parallel", "reprocess", "watch"]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from basinflow.errors import Error, RecipeError, UnreachableError
 from basinflow.storage import fs
 from basinflow.tasks import provenance
-from basinflow.tasks.freshness import pointer_behind, up_to_date
+from basinflow.tasks.freshness import cooked_by, pointer_behind, up_to_date
 from basinflow.tasks.outputs import write_output, write_pointer
 from basinflow.tasks.request import CookRequest, prepare
 from basinflow.tasks.results import CookResult
@@ -57,9 +57,10 @@ def cook_scan(
     """Cook ``scan`` as ``request`` says and write its referrer.
 
     An up-to-date output is ``"skipped"`` unless ``force`` (and a ``current`` pointer left
-    behind is repaired). Bad input (a :class:`basinflow.Error` other than an unreachable
-    host) gives a ``"failed"`` result with the reason; unreachable hosts raise so callers
-    can retry.
+    behind is repaired), or ``"cooked"`` when flow run ``flow_run_id`` wrote it (a retry
+    after the worker that committed it died). Bad input (a :class:`basinflow.Error` other
+    than an unreachable host) gives a ``"failed"`` result with the reason; unreachable hosts
+    raise so callers can retry.
     """
     from basinflow.recipes.registry import get_recipe
     from basinflow.storage.referrer.basins import raw_basin
@@ -87,6 +88,13 @@ def cook_scan(
             if pointer_behind(request):
                 _point_at_output(request)
                 reason += "; current pointer repaired"
+            if flow_run_id is not None and cooked_by(request, flow_run_id):
+                # this run cooked it: an earlier attempt committed it, then its worker died
+                # before reporting, and this retry finds it done
+                size = fs.info(request.output, request.storage_options).get("size", 0)
+                return result(
+                    "cooked", "committed by an earlier attempt (its worker died)", 0, size
+                )
             return result("skipped", reason)
         rec = get_recipe(request.recipe)
         if rec.version != request.recipe_version:

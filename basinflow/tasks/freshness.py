@@ -58,6 +58,16 @@ def _pins_match(recorded: Mapping[str, Any], url: str, options) -> bool:
         return False
 
 
+def cooked_by(request: CookRequest, flow_run_id: str) -> bool:
+    """Whether ``request.output`` was written by flow run ``flow_run_id``: a retried task
+    finding the output an earlier attempt of the same run committed before its worker died."""
+    try:
+        prov = read_provenance(request.output, request.storage_options)
+    except (NotFound, ReferrerError):
+        return False
+    return prov.get("flow_run_id") == str(flow_run_id)
+
+
 def pointer_behind(request: CookRequest) -> bool:
     """Whether the ``current`` pointer should name the up-to-date output but does not."""
     return pointer_lags(read_pointer(request.pointer, request.storage_options), request.output)
@@ -126,4 +136,4 @@ def plan(
     return out
 
 
-__all__ = ["Plan", "plan", "pointer_behind", "up_to_date"]
+__all__ = ["Plan", "cooked_by", "plan", "pointer_behind", "up_to_date"]

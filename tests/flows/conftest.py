@@ -31,13 +31,15 @@ def prefect_server():
 
     from basinflow.flows.runtime import EmbeddedServer
 
-    with EmbeddedServer(services=True) as server:
-        os.environ["PREFECT_API_URL"] = server.api_url
-        try:
-            with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-                yield server
-        finally:
-            os.environ.pop("PREFECT_API_URL", None)
+    # a start-up deadline only: on a shared machine under load the server takes minutes
+    server = EmbeddedServer(services=True).start(timeout=600)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
 
 
 def _dask(*args: str) -> subprocess.Popen:

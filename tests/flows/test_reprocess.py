@@ -61,3 +61,33 @@ def test_reprocess_batches_subflows(make_repo, dask_address, tmp_path):
         "cook/demo/p1/rsm/batch-1",
         "cook/demo/p2/rsm/batch-0",
     } <= set(mine.values())
+    # the proposals were cooked at the same time, as sub-flows of the reprocess run
+    (p1,) = [r for r in flow_runs if r.name == "cook/demo/p1/rsm" and r.created >= t0]
+    (p2,) = [r for r in flow_runs if r.name == "cook/demo/p2/rsm" and r.created >= t0]
+    assert p1.parent_task_run_id and p2.parent_task_run_id
+    assert p1.start_time < p2.end_time and p2.start_time < p1.end_time, (p1, p2)
+
+
+def test_in_parallel_is_bounded_ordered_and_keeps_the_context():
+    import contextvars
+    import threading
+    import time
+
+    from basinflow.flows.watch import in_parallel
+
+    var = contextvars.ContextVar("var", default="unset")
+    var.set("caller")
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def work(i):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)  # long enough for the others to start, even under load
+        with lock:
+            running[0] -= 1
+        return i, var.get()
+
+    out = in_parallel(work, range(12), 3)
+    assert out == [(i, "caller") for i in range(12)]
+    assert peak[0] == 3

@@ -104,3 +104,59 @@ def test_killed_worker_loses_nothing(repo, tmp_path, where):
             assert got[name] == want[name], f"scan {r.scan}: {name} differs from a clean run"
     leftovers = [p for p in (tmp_path / "out").rglob("*") if p.name.endswith(".partial")]
     assert not leftovers, leftovers
+
+
+_DIE_AFTER_COMMIT = """
+import os, signal
+
+_FLAG = os.environ["BASINFLOW_TEST_DIE_AFTER_COMMIT"]
+_replace = os.replace
+
+
+def _replace_then_die(src, dst, *args, **kwargs):
+    _replace(src, dst, *args, **kwargs)
+    if not str(dst).endswith(".h5"):
+        return
+    try:  # the first output committed by any worker, once
+        fd = os.open(_FLAG, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(dst).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+os.replace = _replace_then_die
+"""
+
+
+def test_scan_committed_by_a_worker_that_died_is_reported_cooked(tmp_path, monkeypatch):
+    """The worker dies right after committing a scan's output, before it could report it;
+    the task runs again elsewhere and finds the output up to date. This run cooked that
+    output, so the scan is "cooked", not "skipped" (issue 15, item 7)."""
+    from pathlib import Path
+
+    from basinflow.flows.run import cook_proposal
+
+    cfg = sample_config(
+        tmp_path,
+        ("1", "2"),
+        f"file://{tmp_path}/out/{{proposal}}/{{scan}}/{{recipe}}-{{spice}}.h5",
+        ntheta=3,
+    )
+    hook = tmp_path / "die-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_DIE_AFTER_COMMIT)
+    flag = tmp_path / "died"
+    monkeypatch.setenv("BASINFLOW_TEST_DIE_AFTER_COMMIT", str(flag))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+    )
+    with dask_processes(2, nanny=True) as address:
+        results = cook_proposal(cfg, "demo", "p1", None, "rsm", cluster_address=address)
+    assert flag.exists(), "no worker died after a commit: the test proved nothing"
+    died_on = Path(flag.read_text())
+    assert [(r.scan, r.status) for r in results] == [("1", "cooked"), ("2", "cooked")], results
+    assert died_on.as_uri() in {r.output for r in results} or any(
+        r.output.endswith(died_on.name) for r in results
+    )

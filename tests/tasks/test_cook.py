@@ -39,6 +39,18 @@ def test_skip_force_and_staleness(repo):  # noqa: F811
     assert not up_to_date(replace(request, output=first.output + ".nope"))
 
 
+def test_output_of_an_earlier_attempt_of_the_same_run_is_reported_cooked(repo):  # noqa: F811
+    """A task retried after its worker died finds the output the dead attempt committed:
+    in the run that made it the scan was cooked; in any other run it is skipped."""
+    scan = repo["p1"]["1"]
+    first = cook(scan, "halve", flow_run_id="run-1")
+    retry = cook(scan, "halve", flow_run_id="run-1")
+    assert (retry.status, retry.output) == ("cooked", first.output)
+    assert retry.bytes_read == 0 and retry.bytes_written > 0 and "worker died" in retry.reason
+    assert cook(scan, "halve", flow_run_id="run-2").status == "skipped"
+    assert cook(scan, "halve").status == "skipped"
+
+
 def test_destination_not_writable_fails_with_reason(repo, tmp_path):  # noqa: F811
     (tmp_path / "blocker").write_text("a file where a directory should be")
     res = cook(repo["p1"]["1"], "halve", output=f"file://{tmp_path}/blocker/{{scan}}.h5")
