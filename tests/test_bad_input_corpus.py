@@ -985,7 +985,7 @@ CASES = [
         _config_case(R + "repository: {}\n"),
         errors.ConfigError,
         r"repository: unknown key 'repository'; remove it or fix its spelling; known keys here: "
-        r"batch_size, cluster, repositories, schedules",
+        r"batch_size, cluster, proposals_in_parallel, repositories, schedules",
     ),
     C(
         "config",

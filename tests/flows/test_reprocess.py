@@ -61,11 +61,12 @@ def test_reprocess_batches_subflows(make_repo, dask_address, tmp_path):
         "cook/demo/p1/rsm/batch-1",
         "cook/demo/p2/rsm/batch-0",
     } <= set(mine.values())
-    # the proposals were cooked at the same time, as sub-flows of the reprocess run
+    # both proposals were cooked as sub-flows of the reprocess run (that they may run at the
+    # same time, bounded, is test_in_parallel_is_bounded_ordered_and_keeps_the_context's job:
+    # on an idle machine one proposal can finish before the other starts)
     (p1,) = [r for r in flow_runs if r.name == "cook/demo/p1/rsm" and r.created >= t0]
     (p2,) = [r for r in flow_runs if r.name == "cook/demo/p2/rsm" and r.created >= t0]
     assert p1.parent_task_run_id and p2.parent_task_run_id
-    assert p1.start_time < p2.end_time and p2.start_time < p1.end_time, (p1, p2)
 
 
 def test_in_parallel_is_bounded_ordered_and_keeps_the_context():
