@@ -108,13 +108,17 @@ def atomic_output(
         tmp = os.path.join(directory, _partial_name(os.path.basename(path)))
         try:
             yield tmp
+        except BaseException:
+            # the body's own failure (a transient read of the raw data among them) keeps its
+            # class, so the flows can still tell a retryable error from a bad destination
+            _remove(tmp)
+            raise
+        try:
             _fsync(tmp)  # the data reaches the disk before the name points at it
             os.replace(tmp, path)
             _fsync(directory)  # and the rename itself survives a power cut
         except OSError as exc:
             _remove(tmp)
-            if isinstance(exc, OutputError):
-                raise
             raise OutputError(
                 f"{url!r}: cannot write output: {exc}; check the permissions and free space "
                 "of its directory"
