@@ -27,7 +27,12 @@ def _axis(n: int) -> st.SearchStrategy:
     ints = st.integers(-n, n - 1)
     bound = st.none() | st.integers(-n - 2, n + 2)
     step = st.none() | st.integers(-3, 3).filter(lambda s: s != 0)
-    return ints | st.builds(slice, bound, bound, step)
+    # dask normalises a reversed slice whose start lies below -n to start at the end (numpy:
+    # empty); that is dask's own indexing, not a layout's: test_dask_reversed_slice_below_start
+    slices = st.builds(slice, bound, bound, step).filter(
+        lambda s: not (s.step is not None and s.step < 0 and s.start is not None and s.start < -n)
+    )
+    return ints | slices
 
 
 @st.composite
@@ -48,3 +53,12 @@ def test_frames_index_like_numpy(frames_by_layout, data):
         got = frames.data[key].compute()
         assert got.shape == want.shape, (layout, key)
         np.testing.assert_array_equal(got, want, err_msg=f"{layout} {key}")
+
+
+@pytest.mark.xfail(strict=True, reason="dask bug: x[-n-1::-1] selects all of x, numpy none")
+def test_dask_reversed_slice_below_start():
+    """Kept so that the filter in ``_axis`` is dropped once dask indexes like numpy."""
+    import dask.array as da
+
+    x = np.arange(7)
+    assert da.from_array(x, chunks=3)[-8::-1].compute().shape == x[-8::-1].shape
