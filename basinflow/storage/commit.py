@@ -45,6 +45,22 @@ def _prepare_local_dir(url: str, directory: str) -> None:
         )
 
 
+def _claim(url: str, tmp: str) -> None:
+    """Create the empty temporary file the body will write.
+
+    ``os.access`` answers yes to root everywhere, even in ``/proc``; only creating a file
+    proves the directory takes one. Creating it here lets a refusal be named as the
+    output's fault while any failure inside the body keeps its own class."""
+    try:
+        with open(tmp, "xb"):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"{url!r}: cannot write output: {exc.strerror or exc}; check the permissions "
+            "of its directory or choose another output template"
+        ) from exc
+
+
 PARTIAL_SUFFIX = ".partial"
 #: Local staging of remote outputs: ``$TMPDIR/.basinflow-upload.h5.<pid>@<host>.<random>.partial``
 _UPLOAD_STAGE = "basinflow-upload"
@@ -106,6 +122,7 @@ def atomic_output(
         _prepare_local_dir(url, directory)
         sweep_partials(path)
         tmp = os.path.join(directory, _partial_name(os.path.basename(path)))
+        _claim(url, tmp)  # the destination refuses here, as an OutputError, not in the body
         try:
             yield tmp
         except BaseException:

@@ -6,6 +6,7 @@ that keep the last cook visible after a skip-only rerun."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -16,7 +17,10 @@ from tests.flows.test_cook_flow import _api
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.timeout(900)]
 
 
-def _runs_and_logs(proposal: str):
+def _runs_and_logs(proposal: str, until=lambda runs, logs: True, timeout: float = 60.0):
+    """Runs and their logs, read again until ``until(runs, logs)`` holds: Prefect's log
+    handler sends logs to the API in batches every few seconds, so the last lines of a run
+    that has just ended may still be on their way when the flow call returns."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterName,
@@ -35,7 +39,12 @@ def _runs_and_logs(proposal: str):
             )
         return runs, logs
 
-    return _api(read)
+    deadline = time.monotonic() + timeout
+    runs, logs = _api(read)
+    while not until(runs, logs) and time.monotonic() < deadline:
+        time.sleep(1.0)
+        runs, logs = _api(read)
+    return runs, logs
 
 
 def _artifacts(flow_run_id):
@@ -67,7 +76,11 @@ def test_the_ui_shows_every_scan(make_repo, dask_address):
     results = cook_proposal(cfg, "demo", "ui", None, "rsm", cluster_address=dask_address)
     assert {r.scan: r.status for r in results} == {"1": "cooked", "2": "failed", "3": "cooked"}
 
-    runs, logs = _runs_and_logs("ui")
+    def _all_scans_logged(runs, logs):
+        top = next(r for r in runs if r.name == "cook/demo/ui/rsm")
+        return sum(x.message.startswith("ui/") for x in logs[top.id]) >= 3
+
+    runs, logs = _runs_and_logs("ui", until=_all_scans_logged)
     top = next(r for r in runs if r.name == "cook/demo/ui/rsm")
     batch = next(r for r in runs if r.name == "cook/demo/ui/rsm/batch-0")
     # Failed, with a message that counts the failed scans: the batch and the run
@@ -101,8 +114,14 @@ def test_the_ui_shows_every_scan(make_repo, dask_address):
     assert {r.status for r in again} == {"skipped"}
     latest = _latest_keyed("cook-demo-ui-rsm")
     assert latest.flow_run_id == top.id
-    runs, logs = _runs_and_logs("ui")
-    rerun = max((r for r in runs if r.name == "cook/demo/ui/rsm"), key=lambda r: r.created)
+    def _newest(runs):
+        return max((r for r in runs if r.name == "cook/demo/ui/rsm"), key=lambda r: r.created)
+
+    def _rerun_logged(runs, logs):
+        return any(x.message.startswith("ui/1 skipped") for x in logs[_newest(runs).id])
+
+    runs, logs = _runs_and_logs("ui", until=_rerun_logged)
+    rerun = _newest(runs)
     assert rerun.id != top.id and rerun.state.is_completed()
     assert any(a.type == "table" for a in _artifacts(rerun.id))  # on its own page
     assert any(log.message.startswith("ui/1 skipped (up to date)") for log in logs[rerun.id])
