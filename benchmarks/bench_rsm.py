@@ -37,7 +37,7 @@ import xarray as xr
 from numba import njit
 
 from basinflow import samples
-from basinflow.recipes import get_recipe, kernels
+from basinflow.recipes import get_recipe, kernels, rsm_gridding, rsm_setup
 from basinflow.recipes import rsm as rsm_module
 from benchmarks.common import header, interleaved, markdown_table, stderr, write_report
 
@@ -146,11 +146,11 @@ class KernelCase:
         self.pixels = frames.size
 
     def task(self):
-        return rsm_module._grid_chunks(self.chunks, self.params, self.mask, **self.kw)
+        return rsm_gridding.grid_chunks(self.chunks, self.params, self.mask, **self.kw)
 
     def binning(self):
-        rows, step2, inorm, jf = rsm_module._detector(self.kw["dirs_key"])
-        a, b = rsm_module._folded(self.params, 3, self.units)
+        rows, step2, inorm, jf = rsm_setup.detector_pixels(self.kw["dirs_key"])
+        a, b = rsm_gridding.folded(self.params, 3, self.units)
         start = 0
         for frames in self.chunks:
             m = frames.shape[0]

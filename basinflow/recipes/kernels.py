@@ -3,7 +3,7 @@
 Per frame ``f`` the caller folds the whole diffractometer *and the grid* into a small
 matrix and vector: ``u = A[f] @ p / |p| - b[f]`` is the position of a pixel in bin units
 (``u_d = (q_d - lo_d) / step_d``) for the position ``p`` of the pixel at zero detector
-angles (see :func:`basinflow.recipes.rsm.Setup` and :mod:`basinflow.recipes.geometry`).
+angles (see :class:`basinflow.recipes.rsm_setup.Setup` and :mod:`basinflow.recipes.geometry`).
 Pixel ``(i, j)`` sits at ``p = rows[i] + j * step2`` with ``inorm[i, j] = 1 / |p|``
 precomputed once per detector geometry, so per frame and row the kernel forms
 ``c = A @ rows[i]`` and ``e = A @ step2`` and each pixel costs ``u = (c + j e) w - b``:
