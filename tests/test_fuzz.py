@@ -24,7 +24,8 @@ from basinflow.catalog.template import _FIELD, SCHEMES, Template, parse_componen
 from basinflow.errors import InvalidKeyError, SpiceError, TemplateError, UnknownSchemeError
 from basinflow.keys import handle_of, is_valid_key, natural_key, natural_sorted
 from basinflow.spice import MemorySpiceStore, SpiceDocument, import_spice
-from basinflow.spice.document import CODE_FIELDS, FIELDS, NX5D_VERSION, VERSION, thaw
+from basinflow.spice.document import FIELDS, NX5D_VERSION, VERSION
+from basinflow.spice.json_values import CODE_FIELDS, thaw
 from basinflow.spice.types import is_registered
 
 KEY_ALPHABET = string.ascii_letters + string.digits + "._-"

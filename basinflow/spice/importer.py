@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from basinflow.errors import SpiceError, StorageError, yaml_problem
-from basinflow.spice.document import SpiceDocument, canonical_json, parse_json
+from basinflow.spice.document import SpiceDocument
+from basinflow.spice.json_values import canonical_json, parse_json
 from basinflow.spice.store import SpiceStore, open_spice_store
 from basinflow.spice.types import is_registered, validate_spice_data
 

@@ -35,13 +35,12 @@ from basinflow.errors import (
 from basinflow.keys import natural_key, natural_sorted, validate_key
 from basinflow.spice.document import (
     SpiceDocument,
-    canonical_json,
     content_uuid,
-    freeze,
     now_iso,
     validate_anchor,
     validate_name,
 )
+from basinflow.spice.json_values import canonical_json, freeze
 from basinflow.spice.store import SpiceStore, open_spice_store
 from basinflow.spice.types import validate_spice_data
 from basinflow.spice.view import (

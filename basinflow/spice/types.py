@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from basinflow.errors import BasinflowWarning, SpiceError, SpiceNotFound, SpiceValidationError
 from basinflow.plugins import Registry
-from basinflow.spice.document import thaw, validate_name
+from basinflow.spice.document import validate_name
+from basinflow.spice.json_values import thaw
 
 ENTRY_POINT_GROUP = "basinflow.spice_types"
 

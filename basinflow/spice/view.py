@@ -24,7 +24,8 @@ from pydantic import BaseModel
 
 from basinflow.errors import SpiceConflict, SpiceNotFound
 from basinflow.keys import natural_key
-from basinflow.spice.document import SpiceDocument, canonical_json, thaw
+from basinflow.spice.document import SpiceDocument
+from basinflow.spice.json_values import canonical_json, thaw
 from basinflow.spice.types import validate_spice_data
 
 Index = dict[str, dict[str, list[SpiceDocument]]]

@@ -13,7 +13,7 @@ import pytest
 
 from basinflow.errors import SpiceConflict
 from basinflow.spice import ProposalSpice
-from basinflow.spice.document import canonical_json
+from basinflow.spice.json_values import canonical_json
 
 from ._workers import seed_and_update
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from basinflow.errors import InvalidKeyError, SpiceError, SpiceValidationError
 from basinflow.spice import NX5D_VERSION, VERSION, SpiceDocument
-from basinflow.spice.document import FIELDS, content_uuid, freeze
+from basinflow.spice.document import FIELDS, content_uuid
+from basinflow.spice.json_values import freeze
 
 NX5D = {
     "version": "kmc3/1a",
