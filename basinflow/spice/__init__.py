@@ -16,7 +16,9 @@ from basinflow.spice.document import (
 )
 from basinflow.spice.fsspec_store import FsspecSpiceStore
 from basinflow.spice.importer import ImportReport, import_spice, read_spice_documents
-from basinflow.spice.proposal_spice import ProposalSpice, StackGroup
+from basinflow.spice.proposal_spice import ProposalSpice
+from basinflow.spice.resolve import Conflict
+from basinflow.spice.stacks import StackGroup
 from basinflow.spice.store import MemorySpiceStore, SpiceStore, open_spice_store
 from basinflow.spice.types import (
     StackSpice,
@@ -29,7 +31,7 @@ from basinflow.spice.types import (
     unregister_spice_type,
     validate_spice_data,
 )
-from basinflow.spice.view import Conflict, SpiceItem, SpiceTable, SpiceView
+from basinflow.spice.view import SpiceItem, SpiceTable, SpiceView
 
 __all__ = [
     "NX5D_VERSION",

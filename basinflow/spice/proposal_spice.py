@@ -13,41 +13,31 @@ Writes first refresh the store, so revisions are computed from what other proces
 wrote; if two writers still race, both documents are kept and the result is a reported
 conflict, never a lost update. Identical requests get identical (content-derived) uuids,
 so repeating a seed or an update anywhere is a no-op.
+
+One responsibility, the user's surface of one proposal's spice, so it stays one class of
+about 400 lines (most of them the docstrings users read in Jupyter). The rules it applies
+live beside it: which document is visible (:mod:`~basinflow.spice.resolve`), how a request
+becomes the next document (:mod:`~basinflow.spice.revisions`), how stack spice groups scans
+(:mod:`~basinflow.spice.stacks`), and what a view shows (:mod:`~basinflow.spice.view`).
 """
 
 from __future__ import annotations
 
 import getpass
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
-from basinflow.errors import (
-    ScanNotFound,
-    SpiceConflict,
-    SpiceError,
-    SpiceNotFound,
-    UntypedSpiceWarning,
-)
-from basinflow.keys import natural_key, natural_sorted, validate_key
-from basinflow.spice.document import (
-    SpiceDocument,
-    content_uuid,
-    now_iso,
-    validate_anchor,
-    validate_name,
-)
-from basinflow.spice.json_values import canonical_json, freeze
-from basinflow.spice.store import SpiceStore, open_spice_store
-from basinflow.spice.types import validate_spice_data
-from basinflow.spice.view import (
+from basinflow.errors import SpiceConflict, SpiceError, SpiceNotFound, UntypedSpiceWarning
+from basinflow.keys import validate_key
+from basinflow.spice import revisions
+from basinflow.spice.document import SpiceDocument, validate_name
+from basinflow.spice.json_values import canonical_json
+from basinflow.spice.resolve import (
     Conflict,
     Index,
-    SpiceTable,
-    SpiceView,
     anchor_label,
     find_conflicts,
     index_documents,
@@ -55,15 +45,10 @@ from basinflow.spice.view import (
     sorted_anchors,
     top_documents,
 )
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-class StackGroup(NamedTuple):
-    """Consecutive scans cooked as one unit: ``anchor`` is the first scan of the group."""
-
-    anchor: str
-    scans: list[str]
+from basinflow.spice.stacks import StackGroup, stack_groups
+from basinflow.spice.store import SpiceStore, open_spice_store
+from basinflow.spice.types import validate_spice_data
+from basinflow.spice.view import SpiceTable, SpiceView
 
 
 def default_author() -> str | None:
@@ -187,7 +172,7 @@ class ProposalSpice:
         validate_name(handle, "spice handle")
         index = self._current()
         if handle not in index:
-            raise SpiceNotFound(self._no_handle(handle, index))
+            raise SpiceNotFound(revisions.no_handle(handle, index))
         return [
             doc
             for anchor in sorted_anchors(index[handle])
@@ -222,32 +207,7 @@ class ProposalSpice:
                 "stacks() needs the proposal's scans; create ProposalSpice(store, scans=...) "
                 "or use prop.spice from a Repository"
             )
-        index = self._current()
-        by_anchor = index.get(handle, {})
-        anchors = sorted_anchors(by_anchor)
-        scans = natural_sorted(self._scans())
-        groups: list[StackGroup] = []
-        for i, anchor in enumerate(anchors):
-            tops = top_documents(by_anchor[anchor])
-            if len(tops) > 1:
-                raise SpiceConflict(
-                    Conflict(handle, anchor, tops[0].revision, tuple(tops)).message()
-                )
-            doc = tops[0]
-            model = validate_spice_data(doc.type, doc.data, what=f"spice document {doc.uuid}")
-            size = getattr(model, "size", None) if model is not None else doc.data.get("size")
-            nxt = anchors[i + 1] if i + 1 < len(anchors) else None
-            members = [
-                s
-                for s in scans
-                if (anchor == "" or natural_key(s) >= natural_key(anchor))
-                and (nxt is None or natural_key(s) < natural_key(nxt))
-            ]
-            step = size if isinstance(size, int) and size >= 1 else len(members) or 1
-            for start in range(0, len(members), step):
-                chunk = members[start : start + step]
-                groups.append(StackGroup(chunk[0], chunk))
-        return groups
+        return stack_groups(self._current().get(handle, {}), handle, self._scans())
 
     # --- writing -----------------------------------------------------------------------------
     def seed(
@@ -292,14 +252,16 @@ class ProposalSpice:
         """
         validate_name(type, "spice type name")
         handle = validate_name(type if handle is None else handle, "spice handle")
-        anchor = self._check_anchor(anchor)
-        payload = self._payload(values, data)
+        anchor = revisions.check_anchor(anchor, self._scans)
+        payload = revisions.payload(values, data)
         model = validate_spice_data(type, payload, what=f"spice {handle!r}")
-        doc = self._new(type, handle, anchor, 1, None, payload, model, author, comment)
+        doc = revisions.new_document(
+            type, handle, anchor, 1, None, payload, model, self._author(author), comment
+        )
         index = self._current(fresh=True)
         if doc.uuid in self.store:  # this very seed was made before (here or elsewhere)
             return self.store.get(doc.uuid)
-        self._check_type(index, handle, type)
+        revisions.check_one_type(index, handle, type)
         existing = index.get(handle, {}).get(anchor, [])
         if existing:
             tops = top_documents(existing)
@@ -356,11 +318,11 @@ class ProposalSpice:
         SpiceValidationError
             The changed data does not match the schema.
         """
-        payload = self._payload(values, data)
+        payload = revisions.payload(values, data)
         if handle is not None:
             validate_name(handle, "spice handle")
         index = self._current(fresh=True)
-        base = self._base(index, target, handle)
+        base = revisions.base_document(self.store, index, target, handle)
         merged = {**base.data, **payload}
         model = validate_spice_data(base.type, merged, what=f"spice {base.handle!r}")
         docs = index[base.handle][base.anchor]
@@ -369,8 +331,16 @@ class ProposalSpice:
         if unchanged and len(tops) == 1 and tops[0].uuid == base.uuid:
             return base
         revision = max(d.revision for d in docs) + 1
-        doc = self._new(
-            base.type, base.handle, base.anchor, revision, base.uuid, merged, model, author, comment
+        doc = revisions.new_document(
+            base.type,
+            base.handle,
+            base.anchor,
+            revision,
+            base.uuid,
+            merged,
+            model,
+            self._author(author),
+            comment,
         )
         return self._write(doc, dry_run)
 
@@ -398,15 +368,15 @@ class ProposalSpice:
             When nothing of ``handle`` is visible at ``scan`` (seed it instead).
         """
         validate_name(handle, "spice handle")
-        scan = self._check_anchor(scan)
+        scan = revisions.check_anchor(scan, self._scans)
         if not scan:
             raise SpiceError(
                 "anchor() needs a scan key; '' (the first scan) is where seed() puts spice"
             )
-        payload = self._payload(values, data)
+        payload = revisions.payload(values, data)
         index = self._current(fresh=True)
         if handle not in index:
-            raise SpiceNotFound(self._no_handle(handle, index))
+            raise SpiceNotFound(revisions.no_handle(handle, index))
         visible = resolve_handle(index, handle, scan)
         if visible is None:
             raise SpiceNotFound(
@@ -419,110 +389,21 @@ class ProposalSpice:
             )
         merged = {**visible.data, **payload}
         model = validate_spice_data(visible.type, merged, what=f"spice {handle!r}")
-        doc = self._new(visible.type, handle, scan, 1, visible.uuid, merged, model, author, comment)
+        doc = revisions.new_document(
+            visible.type,
+            handle,
+            scan,
+            1,
+            visible.uuid,
+            merged,
+            model,
+            self._author(author),
+            comment,
+        )
         return self._write(doc, dry_run)
 
-    # --- internals ---------------------------------------------------------------------------
-    def _payload(self, values: Mapping[str, Any] | None, data: Mapping[str, Any]) -> dict:
-        if values is not None and not isinstance(values, Mapping):
-            raise SpiceError(f"values must be a mapping of field names, got {values!r}")
-        payload = {**(values or {}), **data}
-        return dict(freeze(payload))
-
-    def _check_anchor(self, anchor: str | None) -> str:
-        anchor = validate_anchor(anchor)
-        if anchor and self._scans is not None:
-            scans = list(self._scans())
-            if scans and anchor not in scans:
-                last = max(scans, key=natural_key)
-                if natural_key(anchor) <= natural_key(last):
-                    raise ScanNotFound(
-                        f"anchor {anchor!r} is not a scan of this proposal (scans run from "
-                        f"{min(scans, key=natural_key)!r} to {last!r}); anchor at an existing "
-                        "scan, or at one after the last for scans still to come"
-                    )
-        return anchor
-
-    @staticmethod
-    def _no_handle(handle: str, index: Index) -> str:
-        return (
-            f"no spice handle {handle!r} in this proposal (handles: "
-            f"{', '.join(sorted(index)) or 'none'}); create it with spice.seed(...)"
-        )
-
-    @staticmethod
-    def _check_type(index: Index, handle: str, type_name: str) -> None:
-        for docs in index.get(handle, {}).values():
-            for doc in docs:
-                if doc.type != type_name:
-                    raise SpiceError(
-                        f"spice handle {handle!r} has type {doc.type!r}, not {type_name!r}; "
-                        "use another handle (e.g. handle='"
-                        f"{type_name}_2') for spice of type {type_name!r}"
-                    )
-
-    def _base(self, index: Index, target: str | SpiceDocument, handle: str | None) -> SpiceDocument:
-        if isinstance(target, SpiceDocument):
-            target = target.uuid
-        if not isinstance(target, str):
-            raise SpiceError(
-                f"update() needs a scan key or a document uuid, got {type(target).__name__}"
-            )
-        if target in self.store:
-            base = self.store.get(target)
-            if handle is not None and handle != base.handle:
-                raise SpiceError(
-                    f"document {target} is spice {base.handle!r}, not {handle!r}; "
-                    "leave handle out when updating by uuid"
-                )
-            return base
-        if _UUID.fullmatch(target):
-            raise SpiceNotFound(
-                f"no spice document with uuid {target!r} in {self.store.url}; check the uuid "
-                "(spice.history(handle) lists them)"
-            )
-        scan = validate_key(target, "scan (viewpoint) or document uuid")
-        if handle is None:
-            raise SpiceError(
-                f"update({scan!r}) needs handle=... to know which spice visible at scan "
-                f"{scan!r} to update (handles: {', '.join(sorted(index)) or 'none'})"
-            )
-        if handle not in index:
-            raise SpiceNotFound(self._no_handle(handle, index))
-        base = resolve_handle(index, handle, scan)
-        if base is None:
-            raise SpiceNotFound(
-                f"no spice {handle!r} is visible at scan {scan!r} (its first anchor is later); "
-                "update at a later scan, or seed it at this one"
-            )
-        return base
-
-    def _new(
-        self,
-        type_name: str,
-        handle: str,
-        anchor: str,
-        revision: int,
-        parent: str | None,
-        data: Mapping[str, Any],
-        model: object,
-        author: str | None,
-        comment: str | None,
-    ) -> SpiceDocument:
-        frozen = freeze(data)
-        return SpiceDocument(
-            type=type_name,
-            handle=handle,
-            uuid=content_uuid(type_name, handle, anchor, revision, parent, frozen),
-            revision=revision,
-            anchor=anchor,
-            data=frozen,
-            parent=parent,
-            created=now_iso(),
-            author=author if author is not None else self.author,
-            comment=comment,
-            typed=model is not None,
-        )
+    def _author(self, author: str | None) -> str | None:
+        return author if author is not None else self.author
 
     def _write(self, doc: SpiceDocument, dry_run: bool) -> SpiceDocument:
         if not doc.typed:

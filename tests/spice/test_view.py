@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from basinflow.errors import SpiceConflict, SpiceNotFound
 from basinflow.keys import natural_sorted
 from basinflow.spice import SpiceDocument, SpiceTable, SpiceView
-from basinflow.spice.view import (
+from basinflow.spice.resolve import (
     find_conflicts,
     index_documents,
     resolve_handle,
