@@ -288,7 +288,7 @@ def proposals_main(argv: list[str] | None = None) -> None:
     from distributed import Client
 
     from basinflow.config import load_config
-    from basinflow.flows.cook import results_of
+    from basinflow.flows.reporting import results_of
     from basinflow.flows.watch import reprocess
     from basinflow.tasks import worker
 

@@ -33,18 +33,19 @@ def cook_proposal(
     from prefect import tags
 
     from basinflow.flows import cook as cook_mod
+    from basinflow.flows import parameters, reporting
     from basinflow.flows.runtime import prefect_api
 
     cfg = config if isinstance(config, Config) else load_config(config)
     cfg.repository(repository)  # fail early on an unknown name
     param = (
-        cook_mod.config_parameter(cfg)
+        parameters.config_parameter(cfg)
         if isinstance(config, Config)
         else os.fspath(os.path.abspath(config))
     )
-    token = cook_mod.PROGRESS.set(progress)
+    token = reporting.PROGRESS.set(progress)
     try:
-        with prefect_api(), tags(*cook_mod.run_tags(repository, proposal, recipe)):
+        with prefect_api(), tags(*parameters.run_tags(repository, proposal, recipe)):
             state = cook_mod.cook(
                 param,
                 repository,
@@ -55,9 +56,9 @@ def cook_proposal(
                 cluster_address,
                 return_state=True,
             )
-            return cook_mod.results_of(state)
+            return reporting.results_of(state)
     finally:
-        cook_mod.PROGRESS.reset(token)
+        reporting.PROGRESS.reset(token)
 
 
 __all__ = ["cook_proposal"]

@@ -24,7 +24,10 @@ from prefect import flow, tags
 
 from basinflow.flows import artifacts, liveness
 from basinflow.flows.cluster import dask_cluster
-from basinflow.flows.cook import ScansFailed, cook, load, plan_task, results_of, settings_parameter
+from basinflow.flows.cook import cook
+from basinflow.flows.cook_tasks import plan_task
+from basinflow.flows.parameters import load, settings_parameter
+from basinflow.flows.reporting import ScansFailed, results_of
 from basinflow.tasks import worker
 
 

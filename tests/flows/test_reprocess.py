@@ -17,7 +17,7 @@ def test_reprocess_batches_subflows(make_repo, dask_address, tmp_path):
     from prefect.client.orchestration import get_client
 
     from basinflow import samples
-    from basinflow.flows.cook import results_of
+    from basinflow.flows.reporting import results_of
     from basinflow.flows.runtime import prefect_api
     from basinflow.flows.watch import reprocess, watch
 

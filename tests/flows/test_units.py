@@ -11,7 +11,8 @@ from basinflow.config import ClusterConfig, Config, JobqueueConfig, redact
 from basinflow.errors import LayoutError, NotHDF5Error, StorageError, UnreachableError
 from basinflow.flows import artifacts
 from basinflow.flows.cluster import cluster_spec
-from basinflow.flows.cook import _reveal, config_parameter
+from basinflow.flows.parameters import config_parameter
+from basinflow.flows.parameters import reveal as _reveal
 from basinflow.tasks.results import CookResult, ScanFailed, is_transient, reason_of
 
 
