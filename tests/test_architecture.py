@@ -47,6 +47,44 @@ MAY_IMPORT: dict[str, set[str]] = {
 #: Only the orchestration layer talks to Prefect.
 PREFECT_UNITS = {"flows"}
 
+#: Inside a package, module -> floor: a module imports only modules on lower floors of its
+#: package (the package's ``__init__`` is its face and imports any of them). Split modules
+#: keep the one-way order of the code they came from: json_values below document, the rule
+#: (resolve) below what shows it (view), the rsm schema below its setup below its gridding.
+#: ``storage`` is left to the unit table: its layouts and referrer are subpackages of their own.
+FLOORS: dict[str, list[set[str]]] = {
+    "spice": [
+        {"json_values"},
+        {"document"},
+        {"types", "resolve", "store"},
+        {"fsspec_store", "view", "stacks", "revisions"},
+        {"importer", "proposal_spice"},
+    ],
+    "recipes": [
+        {"base", "chunking", "geometry", "grid", "kernels", "masking"},
+        {"registry", "quicklook", "rsm_spice"},
+        {"normalize", "roi", "rsm_setup"},
+        {"rsm_gridding"},
+        {"rsm"},
+    ],
+    "tasks": [
+        {"outputs", "results"},
+        {"provenance", "request"},
+        {"freshness"},
+        {"cooking"},
+        {"worker"},
+    ],
+    "catalog": [{"template"}, {"listing"}, {"repository"}],
+    "flows": [
+        {"artifacts", "liveness", "parameters", "runtime"},
+        {"binding", "cook_tasks"},
+        {"cluster", "reporting"},
+        {"cook"},
+        {"watch"},
+        {"run", "serve"},
+    ],
+}
+
 _MODULE_TEXT = re.compile(r"^basinflow(\.[A-Za-z_]\w*)+(:[\w.]+)?$")
 
 
@@ -157,6 +195,28 @@ def test_no_circles_between_units():
 
     circles = sorted(u for u in g if u != "basinflow" and u in reach(u))
     assert not circles, f"units that reach themselves: {circles}"
+
+
+@pytest.mark.parametrize("package", sorted(FLOORS))
+def test_modules_inside_a_package_import_downwards(package):
+    floor = {m: i for i, mods in enumerate(FLOORS[package]) for m in mods}
+    files = sorted((ROOT / package).glob("*.py"))
+    modules = {p.stem for p in files} - {"__init__"}
+    assert modules == set(floor), (
+        f"place {sorted(modules - set(floor))} in FLOORS[{package!r}]"
+        + (f"; {sorted(set(floor) - modules)} no longer exist" if set(floor) - modules else "")
+    )
+    prefix = f"basinflow.{package}."
+    wrong = [
+        f"{p.stem} -> {target} ({p.relative_to(ROOT.parent)}:{line})"
+        for p in files
+        if p.stem != "__init__"
+        for module, line in imports_of(p)
+        if module.startswith(prefix)
+        for target in [module[len(prefix) :].split(".")[0]]
+        if target != p.stem and floor[target] >= floor[p.stem]
+    ]
+    assert not wrong, f"imports that run sideways or up inside {package}:\n" + "\n".join(wrong)
 
 
 def test_only_flows_import_prefect():

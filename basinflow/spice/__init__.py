@@ -14,12 +14,12 @@ from basinflow.spice.document import (
     SpiceDocument,
     validate_name,
 )
-from basinflow.spice.fsspec_store import FsspecSpiceStore
+from basinflow.spice.fsspec_store import FsspecSpiceStore, open_spice_store
 from basinflow.spice.importer import ImportReport, import_spice, read_spice_documents
 from basinflow.spice.proposal_spice import ProposalSpice
 from basinflow.spice.resolve import Conflict
 from basinflow.spice.stacks import StackGroup
-from basinflow.spice.store import MemorySpiceStore, SpiceStore, open_spice_store
+from basinflow.spice.store import MemorySpiceStore, SpiceStore
 from basinflow.spice.types import (
     StackSpice,
     get_spice_type,

@@ -10,6 +10,9 @@ created under the same name.
 - S3: ``PutObject`` with ``If-None-Match: *`` (s3fs ``pipe_file(mode="create")``), which
   the server refuses with 412 when the object exists;
 - ``memory://``: fsspec's own exclusive create.
+
+:func:`open_spice_store` lives here too: a URL is how users name a store, and this is the
+store a URL opens (``None`` or ``''`` gives the in-memory one, nx5d's ``spice_url=''``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from basinflow.errors import StorageError
-from basinflow.spice.store import SpiceStore
+from basinflow.spice.store import MemorySpiceStore, SpiceStore
 
 
 class FsspecSpiceStore(SpiceStore):
@@ -151,3 +154,15 @@ def _create_local(root: str, name: str, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def open_spice_store(
+    location: SpiceStore | str | None, storage_options: Mapping[str, Any] | None = None
+) -> SpiceStore:
+    """A store from a URL, an existing store, or ``None``/``''`` for an in-memory store
+    (nx5d's ``spice_url=''``)."""
+    if isinstance(location, SpiceStore):
+        return location
+    if location is None or location == "":
+        return MemorySpiceStore()
+    return FsspecSpiceStore(location, storage_options)

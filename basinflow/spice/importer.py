@@ -24,8 +24,9 @@ import yaml
 
 from basinflow.errors import SpiceError, StorageError, yaml_problem
 from basinflow.spice.document import SpiceDocument
+from basinflow.spice.fsspec_store import open_spice_store
 from basinflow.spice.json_values import canonical_json, parse_json
-from basinflow.spice.store import SpiceStore, open_spice_store
+from basinflow.spice.store import SpiceStore
 from basinflow.spice.types import is_registered, validate_spice_data
 
 _SUFFIXES = (".json", ".yaml", ".yml")

@@ -34,6 +34,7 @@ from basinflow.errors import SpiceConflict, SpiceError, SpiceNotFound, UntypedSp
 from basinflow.keys import validate_key
 from basinflow.spice import revisions
 from basinflow.spice.document import SpiceDocument, validate_name
+from basinflow.spice.fsspec_store import open_spice_store
 from basinflow.spice.json_values import canonical_json
 from basinflow.spice.resolve import (
     Conflict,
@@ -46,7 +47,7 @@ from basinflow.spice.resolve import (
     top_documents,
 )
 from basinflow.spice.stacks import StackGroup, stack_groups
-from basinflow.spice.store import SpiceStore, open_spice_store
+from basinflow.spice.store import SpiceStore
 from basinflow.spice.types import validate_spice_data
 from basinflow.spice.view import SpiceTable, SpiceView
 

@@ -4,8 +4,9 @@ A store is deliberately dumb: it lists names, reads bytes and *creates* files. I
 overwrites and never deletes, so the only way two writers can interfere is by choosing the
 same name, and the name is the document's uuid. This module holds the contract
 (:class:`SpiceStore`: three primitives and the caching, parsing and idempotent writes built
-on them), the in-memory store and :func:`open_spice_store`; the store of files at an fsspec
-URL, with its exclusive create per file system, is :mod:`basinflow.spice.fsspec_store`.
+on them) and the in-memory store; the store of files at an fsspec URL, with its exclusive
+create per file system, and :func:`~basinflow.spice.fsspec_store.open_spice_store` (a store
+from a URL, or the in-memory one) are :mod:`basinflow.spice.fsspec_store`.
 
 Re-listing is cheap: documents are immutable, so a store caches every document it has
 read and :meth:`SpiceStore.refresh` only lists the directory (one ``LIST`` on S3) and reads
@@ -291,18 +292,3 @@ class MemorySpiceStore(SpiceStore):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._files_lock = threading.Lock()
-
-
-def open_spice_store(
-    location: SpiceStore | str | None, storage_options: Mapping[str, Any] | None = None
-) -> SpiceStore:
-    """A store from a URL, an existing store, or ``None``/``''`` for an in-memory store
-    (nx5d's ``spice_url=''``)."""
-    if isinstance(location, SpiceStore):
-        return location
-    if location is None or location == "":
-        return MemorySpiceStore()
-    # imported here: the file store imports this module's base class
-    from basinflow.spice.fsspec_store import FsspecSpiceStore
-
-    return FsspecSpiceStore(location, storage_options)
