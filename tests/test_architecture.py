@@ -5,7 +5,9 @@ function (a lazy import is still an arrow), under ``TYPE_CHECKING``, and as a do
 in a string that names a basinflow module (``importlib.import_module``, lazy maps, plugin
 paths, an entry-point group named like a package). Each top-level unit (a package such as
 ``basinflow.storage``, or a module such as ``basinflow.config``) may import only the units
-listed for it in :data:`MAY_IMPORT`.
+listed for it in :data:`MAY_IMPORT`; inside the packages of :data:`FLOORS`, a module imports
+only modules on lower floors. The picture in docs/architecture.md is held to the code (the
+arrows between units, drawn iff they exist) and the doc names every module.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "basinflow"
+DOC = ROOT.parent / "docs" / "architecture.md"
 
 LEAVES = {"errors", "keys", "plugins"}
 #: unit -> the units it may import (besides itself), from the ground floor up.
@@ -235,6 +238,43 @@ def test_only_flows_import_prefect():
             if any(n.split(".")[0] in ("prefect", "prefect_dask") for n in names):
                 found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
     assert not found, f"Prefect outside basinflow/flows: {found}"
+
+
+_ARROW = re.compile(r"^\s*(\w+)(?:\[.*?\])?\s*-->\s*(\w+)")
+
+
+def drawn_arrows() -> set[tuple[str, str]]:
+    """``(unit, unit)`` of every arrow of the mermaid picture in docs/architecture.md."""
+    text = DOC.read_text(encoding="utf-8")
+    block = text.split("```mermaid", 1)[1].split("```", 1)[0]
+    return {m.groups() for line in block.splitlines() if (m := _ARROW.match(line))}
+
+
+def test_the_picture_is_the_code():
+    """Arrows between units (the ground floor and the package face aside) are drawn iff
+    the code has them."""
+    hidden = LEAVES | {"basinflow", "ground"}
+    code = {
+        (src, dst)
+        for src, targets in graph().items()
+        for dst in targets
+        if src not in hidden and dst not in hidden
+    }
+    drawn = {(a, b) for a, b in drawn_arrows() if a not in hidden and b not in hidden}
+    assert drawn == code, (
+        f"drawn but not in the code: {sorted(drawn - code)}; "
+        f"in the code but not drawn: {sorted(code - drawn)}"
+    )
+
+
+def test_the_doc_names_every_module():
+    text = DOC.read_text(encoding="utf-8")
+    missing = [
+        rel
+        for path in sorted(ROOT.rglob("*.py"))
+        if f"`{(rel := path.relative_to(ROOT).as_posix())}`" not in text
+    ]
+    assert not missing, f"name these modules in {DOC.name}: {missing}"
 
 
 @pytest.mark.parametrize(
