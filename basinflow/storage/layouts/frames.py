@@ -100,14 +100,14 @@ def open_frames(
     holder = hdf5.holder_url(url, ds)
     source: Any
     if ds.is_virtual:
-        sources.check_virtual(ds, holder, where, storage_options)
-        stack = sources.stack_of(ds, holder, storage_options, _part) if ds.ndim >= 1 else None
+        found = sources.check_virtual(ds, holder, where, storage_options)
+        stack = sources.stack_of(ds, holder, storage_options, _part, found)
         source = (
             stack
             if stack is not None
             else _VirtualByH5(
                 hdf5.H5Array.from_dataset(url, ds, storage_options),
-                tuple(u for _, u, _ in sources.virtual_sources(ds, holder)),
+                tuple(dict.fromkeys(s.url for s in found)),
             )
         )
     else:
