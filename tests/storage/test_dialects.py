@@ -440,3 +440,33 @@ def test_bliss_detector_limits_come_from_the_instrument_group(tmp_path):
     bad = truth >= 1000
     np.testing.assert_array_equal(roi.intensity[:, 0], np.where(bad, 0, truth).sum(axis=(1, 2)))
     np.testing.assert_array_equal(roi.nonfinite[:, 0], bad.sum(axis=(1, 2)))
+
+
+def test_nxmx_detector_beside_the_plotted_data_gives_its_limits_and_mask(tmp_path):
+    """NXmx: frames in entry/data/data, the NXdetector (no data of its own) in
+    entry/instrument/detector with saturation_value and pixel_mask."""
+    (tmp_path / "p").mkdir()
+    frames = _frames(3, 4, 5, dtype="int32")
+    frames[2, 3, 3] = 70
+    mask = np.zeros((4, 5), "int32")
+    mask[0, 4] = 1
+    with h5py.File(tmp_path / "p/s1.h5", "w") as f:
+        e = _nxentry(f)
+        d = e.create_group("data")
+        d.attrs.update({"NX_class": "NXdata", "signal": "data"})
+        d["data"] = frames
+        det = e.create_group("instrument").create_group("detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det["saturation_value"] = 70
+        det["pixel_mask"] = mask
+    raw = _repo(tmp_path)["p"]["s1"].raw
+    assert raw.frames.attrs["saturation_value"] == 70
+    with h5py.File(tmp_path / "p/s1.h5") as f:
+        truth = f["entry/data/data"][()].astype(float)
+        bad = (truth >= f["entry/instrument/detector/saturation_value"][()]) | (
+            f["entry/instrument/detector/pixel_mask"][()] != 0
+        )[None]
+    np.testing.assert_array_equal(raw.pixel_mask.values, mask != 0)
+    roi = get_recipe("roi").cook(raw, None, regions={"all": [0, 4, 0, 5]}).compute()
+    np.testing.assert_array_equal(roi.intensity[:, 0], np.where(bad, 0, truth).sum(axis=(1, 2)))
+    np.testing.assert_array_equal(roi.nonfinite[:, 0], bad.sum(axis=(1, 2)))

@@ -150,7 +150,7 @@ class NexusLayout(HDF5Layout):
         ds = self._frames(entry, info, url, where, storage_options, through)
         content = ScanContent(url, None, {}, {}, fragment=fragment)
         if ds is not None:
-            self._image(content, ds, info, url, where, storage_options)
+            self._image(content, entry, ds, info, url, where, storage_options)
         self._counters(content, entry, info, ds)
         content.attrs.update(
             {
@@ -196,13 +196,15 @@ class NexusLayout(HDF5Layout):
             )
         return images[0] if images else None
 
-    def _image(self, content, ds, info, url, where, storage_options) -> None:
+    def _image(self, content, entry, ds, info, url, where, storage_options) -> None:
         frames = open_frames(url, ds, storage_options, where)
         content.frames = frames
         content.sources = frames.sources
         nscan = ds.ndim - 2
         content.scan_shape = tuple(ds.shape[:nscan]) if nscan > 1 else ()
-        content.mask = detector_mask(ds, tuple(ds.shape[-2:]), url, self.options, where)
+        content.mask = detector_mask(
+            ds, tuple(ds.shape[-2:]), url, self.options, where, _described_by(entry, ds)
+        )
         if info is None or info.signal is None or info.signal.name != ds.name:
             return
         for axis, dims in info.axes.items():
@@ -253,6 +255,23 @@ class NexusLayout(HDF5Layout):
                 add(short, group.get("data"), "counter", False)
         if skipped:
             content.attrs["skipped_columns"] = ", ".join(skipped)
+
+
+def _described_by(entry: h5py.Group, ds: h5py.Dataset) -> tuple[h5py.Group, ...]:
+    """The ``NXdetector`` that describes frames plotted outside it (NXmx: ``entry/data/data``
+    beside ``entry/instrument/detector``, which holds ``saturation_value`` and ``pixel_mask``
+    but often no ``data``): the one whose ``data`` is ``ds`` itself, else the entry's only
+    detector unless its own ``data`` has another image size."""
+    detectors = [g for g in _walk_groups(entry) if nxrules.nx_class(g) == "NXdetector"]
+    for group in detectors:
+        data = group.get("data")
+        if isinstance(data, h5py.Dataset) and data == ds:
+            return (group,)
+    if len(detectors) == 1:
+        data = detectors[0].get("data")
+        if not isinstance(data, h5py.Dataset) or tuple(data.shape[-2:]) == tuple(ds.shape[-2:]):
+            return (detectors[0],)
+    return ()
 
 
 def _points(info) -> int | None:
