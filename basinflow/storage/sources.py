@@ -245,7 +245,7 @@ def _blocks(ds: h5py.Dataset, vs, holder_url: str, storage_options, where: str) 
 
 
 def _listing(directory_url: str, storage_options) -> list[str]:
-    """Base names of the files in a directory (none if it is absent)."""
+    """Base names of the files in a directory, as it is now (none if it is absent)."""
     local = fs.local_path(directory_url)
     try:
         if local is not None:
@@ -253,9 +253,14 @@ def _listing(directory_url: str, storage_options) -> list[str]:
 
             return os.listdir(local or ".")
         fsys, path = fs.url_to_fs(directory_url, storage_options)
+        # fsspec keeps listings of shared filesystem instances: a block written or
+        # removed since the last look must be seen now
+        fsys.invalidate_cache(path)
         return [p.rstrip("/").rsplit("/", 1)[-1] for p in fsys.ls(path, detail=False)]
     except FileNotFoundError:
         return []
+    except Exception as exc:  # a denied or failed listing is the storage's error, named
+        raise fs.translate_errors(directory_url, exc) from exc
 
 
 def check_virtual(

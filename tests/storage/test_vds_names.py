@@ -4,6 +4,7 @@ files, values compared with h5py's own read."""
 
 from __future__ import annotations
 
+import fsspec
 import h5py
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import basinflow as bf
 from basinflow import errors
 from basinflow.storage.hdf5_links import block_of, substituted
 from basinflow.storage.sources import VirtualStack
+from tests.support import servers
 
 RNG = np.random.default_rng(12)
 SHAPE = (4, 5)  # one frame
@@ -138,3 +140,25 @@ def test_block_names_round_trip(parts, block):
     assert pattern.fullmatch(text)
     assert block_of(name, text) == block
     assert block_of(name, substituted(name, f"0{block}")[0]) is None
+
+
+def test_printf_blocks_on_s3_are_listed_read_and_named(tmp_path, s3_options):
+    """Remotely libhdf5 finds no source at all; the blocks are found by listing the
+    scan's directory, read per block, and a missing one is named."""
+    frames = _printf_scan(tmp_path / "site")
+    servers.upload(tmp_path / "site", "s3://raw/printf", s3_options)
+    repo = bf.Repository("s3://raw/printf/{proposal}/{scan}.h5#entry", storage_options=s3_options)
+    scan = repo["p"]["s1"]
+    with h5py.File(tmp_path / "site/p/s1.h5") as f:
+        truth = f["entry/data/data"][()]
+    np.testing.assert_array_equal(truth, frames)
+    np.testing.assert_array_equal(scan.raw.frames.values, truth)
+    assert sorted(scan.pin["sources"]) == [f"s3://raw/printf/p/det/src_{b}.h5" for b in range(3)]
+    s3 = fsspec.filesystem("s3", **s3_options)
+    s3.rm("raw/printf/p/det/src_1.h5")
+    s3.invalidate_cache()
+    again = bf.Repository("s3://raw/printf/{proposal}/{scan}.h5#entry", storage_options=s3_options)[
+        "p"
+    ]["s1"]
+    with pytest.raises(errors.MissingSourceError, match=r"s3://raw/printf/p/det/src_1\.h5"):
+        again.raw  # noqa: B018

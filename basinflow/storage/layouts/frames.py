@@ -112,7 +112,9 @@ def open_frames(
         )
     else:
         source = hdf5.H5Array.from_dataset(url, ds, storage_options, index=True)
-    return FrameView(source, tuple(ds.shape[: ds.ndim - image_ndim]))
+    # the source's shape, not the dataset's: a printf stack is as long as the blocks found,
+    # where libhdf5 reading remotely finds none and says 0
+    return FrameView(source, tuple(source.shape[: ds.ndim - image_ndim]))
 
 
 def _part(url: str, dset: str, shape: tuple[int, ...], storage_options) -> hdf5.H5Array:
