@@ -91,11 +91,15 @@ class SubstitutionError(ValueError):
     """A virtual source name libhdf5 would reject (a ``%`` not followed by ``%`` or ``b``)."""
 
 
-def substituted(name: str) -> tuple[str, re.Pattern[str] | None]:
+def substituted(name: str, block: int | str | None = None) -> tuple[str, re.Pattern[str] | None]:
     """A virtual dataset source name as libhdf5 uses it: ``%%`` is ``%``; ``%b`` is the
     block number of a printf mapping (then the pattern of every name it stands for).
+    With ``block``, ``%b`` is that number (the name of one block's source); without, it
+    is left as ``%b`` in the name.
 
     The stored name is *not* the name opened: ``/outside/s%%.h5`` opens ``/outside/s%.h5``.
+    This is the one parser of these names: the referrer audit and the raw-file source
+    checks (:mod:`basinflow.storage.sources`) must see the same files libhdf5 opens.
     """
     out, regex, printf, i = [], [], False, 0
     while i < len(name):
@@ -111,12 +115,32 @@ def substituted(name: str) -> tuple[str, re.Pattern[str] | None]:
             regex.append(re.escape("%"))
         elif nxt == "b":
             printf = True
-            out.append("%b")
+            out.append("%b" if block is None else str(block))
             regex.append("[0-9]+")
         else:
             raise SubstitutionError(f"invalid format specifier '%{nxt}' in {name!r}")
         i += 2
     return "".join(out), (re.compile("".join(regex)) if printf else None)
+
+
+def block_of(name: str, candidate: str) -> int | None:
+    """The block number ``b`` for which the printf source name ``name`` opens the file
+    ``candidate`` (``substituted(name, b)[0] == candidate``), else ``None``. libhdf5 writes
+    ``b`` in plain decimal, so ``s01.h5`` is no block of ``s%b.h5``; read by position
+    (every ``%b`` is the same number), not by a regex that digits beside ``%b`` confuse."""
+    zero, pattern = substituted(name, 0)
+    if pattern is None:
+        return None
+    one = substituted(name, 1)[0]
+    changed = [i for i, (a, b) in enumerate(zip(zero, one, strict=True)) if a != b]
+    digits, rest = divmod(len(candidate) - (len(zero) - len(changed)), len(changed))
+    if rest or digits < 1:
+        return None
+    text = candidate[changed[0] : changed[0] + digits]
+    if not (text.isascii() and text.isdigit()):
+        return None
+    b = int(text)
+    return b if substituted(name, b)[0] == candidate else None
 
 
 def virtual_sources(dcpl: Any) -> Iterator[tuple[str, str, re.Pattern[str] | None]]:
@@ -243,6 +267,7 @@ __all__ = [
     "Reference",
     "Step",
     "SubstitutionError",
+    "block_of",
     "candidates",
     "dataset_references",
     "existing",

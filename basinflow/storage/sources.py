@@ -27,6 +27,7 @@ import numpy as np
 
 from basinflow.errors import LayoutError, MissingSourceError
 from basinflow.storage import fs
+from basinflow.storage.hdf5_links import SubstitutionError, block_of, substituted
 
 _WHAT_TO_DO = (
     "copy the missing file(s) next to the file that refers to them (the detector files of a "
@@ -152,15 +153,123 @@ class VirtualStack:
         return block[::step] if step != 1 else block
 
 
-def virtual_sources(ds: h5py.Dataset, holder_url: str) -> list[tuple[Any, str, str]]:
-    """``(VDSmap, source URL, source dataset)`` of a virtual dataset."""
-    return [(vs, resolve(holder_url, vs.file_name), vs.dset_name) for vs in ds.virtual_sources()]
+@dataclass(frozen=True)
+class Source:
+    """One source libhdf5 reads for a virtual dataset: the file ``url`` it opens and the
+    dataset ``dset`` in it, both after libhdf5's name substitution, for the mapping ``vs``
+    (h5py's ``VDSmap``); ``block`` is the ``%b`` number of a printf mapping."""
+
+    vs: Any
+    url: str
+    dset: str
+    block: int | None = None
 
 
-def check_virtual(ds: h5py.Dataset, holder_url: str, where: str, storage_options=None) -> list[str]:
-    """The source URLs of a virtual dataset; raises if any is absent (before any read)."""
-    urls = [u for _, u, _ in virtual_sources(ds, holder_url)]
-    absent = missing(urls, storage_options)
+def virtual_sources(
+    ds: h5py.Dataset,
+    holder_url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    where: str = "",
+) -> list[Source]:
+    """The sources of a virtual dataset as libhdf5 opens them.
+
+    Names are substituted as libhdf5 does (:func:`~basinflow.storage.hdf5_links.substituted`,
+    the parser the referrer audit uses): ``s%%.h5`` opens ``s%.h5``. A printf mapping
+    (``s%b.h5``, an unlimited virtual selection) stands for the blocks ``s0.h5``, ``s1.h5``,
+    ...: every block up to the last file present (or up to the dataset's extent, if that is
+    longer) is a source, present or not, so a missing block is named (libhdf5 would stop
+    the dataset before it, hiding the blocks after it, or read it as fill values)."""
+    out: list[Source] = []
+    for vs in ds.virtual_sources():
+        try:
+            filename, pattern = substituted(vs.file_name)
+            dset, dset_pattern = substituted(vs.dset_name)
+        except SubstitutionError as exc:
+            raise LayoutError(
+                f"{where or holder_url}: {ds.name} is a virtual dataset libhdf5 cannot read "
+                f"({exc}); the file is damaged or was not written by a detector writer"
+            ) from None
+        if pattern is None and dset_pattern is None:
+            out.append(Source(vs, resolve(holder_url, filename), dset))
+            continue
+        for b in _blocks(ds, vs, holder_url, storage_options, where):
+            out.append(
+                Source(
+                    vs,
+                    resolve(holder_url, substituted(vs.file_name, b)[0]),
+                    substituted(vs.dset_name, b)[0],
+                    b,
+                )
+            )
+    return out
+
+
+def _printf_step(ds: h5py.Dataset, vs) -> tuple[int, int, int] | None:
+    """``(start, stride, frames)`` of the blocks of a printf mapping along the first axis,
+    or ``None`` when its unlimited selection is not along the first axis (then there are
+    no blocks to place and h5py reads it)."""
+    space = vs.vspace
+    if not space.is_regular_hyperslab():
+        return None
+    start, stride, count, block = space.get_regular_hyperslab()
+    if len(count) != ds.ndim or count[0] != h5py.h5s.UNLIMITED:
+        return None
+    return int(start[0]), int(stride[0]), int(block[0])
+
+
+def _blocks(ds: h5py.Dataset, vs, holder_url: str, storage_options, where: str) -> range:
+    """The block numbers of a printf mapping libhdf5 must find: 0 up to the last block
+    whose file is present, and at least those the dataset's extent covers; block 0 when
+    nothing is present (a printf source with no file at all is an absent source)."""
+    name = vs.file_name
+    last = -1
+    if substituted(name)[1] is not None:
+        head, _, base = name.rpartition("/")
+        if substituted(head)[1] is not None:
+            raise LayoutError(
+                f"{where or holder_url}: {ds.name} is a virtual dataset whose source name "
+                f"{name!r} has its block number %b in a directory name; basinflow reads "
+                "block numbers in file names only: copy the data into a plain dataset"
+            )
+        directory = resolve(holder_url, substituted(name, 0)[0]).rsplit("/", 1)[0]
+        for entry in _listing(directory, storage_options):
+            b = block_of(base, entry)
+            if b is not None:
+                last = max(last, b)
+    step = _printf_step(ds, vs)
+    if step is not None and ds.shape:
+        start, stride, _ = step
+        covered = -(-(int(ds.shape[0]) - start) // max(1, stride))
+        last = max(last, covered - 1)
+    return range(max(last + 1, 1))
+
+
+def _listing(directory_url: str, storage_options) -> list[str]:
+    """Base names of the files in a directory, as it is now (none if it is absent)."""
+    local = fs.local_path(directory_url)
+    try:
+        if local is not None:
+            import os
+
+            return os.listdir(local or ".")
+        fsys, path = fs.url_to_fs(directory_url, storage_options)
+        # fsspec keeps listings of shared filesystem instances: a block written or
+        # removed since the last look must be seen now
+        fsys.invalidate_cache(path)
+        return [p.rstrip("/").rsplit("/", 1)[-1] for p in fsys.ls(path, detail=False)]
+    except FileNotFoundError:
+        return []
+    except Exception as exc:  # a denied or failed listing is the storage's error, named
+        raise fs.translate_errors(directory_url, exc) from exc
+
+
+def check_virtual(
+    ds: h5py.Dataset, holder_url: str, where: str, storage_options=None
+) -> list[Source]:
+    """The sources of a virtual dataset (:func:`virtual_sources`); raises
+    :class:`~basinflow.errors.MissingSourceError` naming every absent one, before any read."""
+    found = virtual_sources(ds, holder_url, storage_options, where)
+    absent = missing([s.url for s in found], storage_options)
     if absent:
         shown = ", ".join(repr(u) for u in absent[:5])
         more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
@@ -168,7 +277,7 @@ def check_virtual(ds: h5py.Dataset, holder_url: str, where: str, storage_options
             f"{where}: {ds.name} is an HDF5 virtual dataset whose source file(s) {shown}{more} "
             f"are absent (HDF5 would read them as fill values); {_WHAT_TO_DO}"
         )
-    return [u for u in dict.fromkeys(urls) if u != holder_url]
+    return found
 
 
 def _box(space) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -184,16 +293,35 @@ def _box(space) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
 
 
 def stack_of(
-    ds: h5py.Dataset, holder_url: str, storage_options: Mapping[str, Any] | None, make_part
+    ds: h5py.Dataset,
+    holder_url: str,
+    storage_options: Mapping[str, Any] | None,
+    make_part,
+    found: list[Source] | None = None,
 ) -> VirtualStack | None:
     """The virtual dataset as a :class:`VirtualStack`, or ``None`` when its mapping is not
-    whole source blocks tiling the first axis (then h5py reads it)."""
+    whole source blocks tiling the first axis (then h5py reads it). ``found``: its
+    :func:`check_virtual` sources. A printf mapping's blocks are placed by their number,
+    and the stack is as long as the blocks found (libhdf5's extent of the same files)."""
     shape = tuple(ds.shape)
     if not shape:
         return None
+    found = virtual_sources(ds, holder_url, storage_options) if found is None else found
     pieces = []
-    for vs, url, dset in virtual_sources(ds, holder_url):
-        vbox, sbox = _box(vs.vspace), _box(vs.src_space)
+    length = shape[0]
+    for src in found:
+        vs, url, dset = src.vs, src.url, src.dset
+        if src.block is not None:
+            step = _printf_step(ds, vs)
+            if step is None:
+                return None
+            start, stride, frames = step
+            v0 = start + src.block * stride
+            vbox = ((v0, *([0] * (len(shape) - 1))), (v0 + frames, *shape[1:]))
+            length = max(length, v0 + frames)
+        else:
+            vbox = _box(vs.vspace)
+        sbox = _box(vs.src_space)
         if vbox is None:
             return None
         (v0, *vrest), (v1, *vrest_stop) = vbox
@@ -217,6 +345,7 @@ def stack_of(
         if s1 - s0 != n or tuple(srest) != (0,) * len(srest) or tuple(srest_stop) != shape[1:]:
             return None
         pieces.append((v0, n, make_part(url, dset, src_shape, storage_options), s0))
+    shape = (length, *shape[1:])
     pieces.sort(key=lambda p: p[0])
     pos = 0
     for v0, n, _, _ in pieces:
@@ -245,4 +374,13 @@ def _unmapped(ds: h5py.Dataset, holder_url: str, lo: int, hi: int) -> LayoutErro
     )
 
 
-__all__ = ["VirtualStack", "check_virtual", "get", "missing", "resolve", "stack_of"]
+__all__ = [
+    "Source",
+    "VirtualStack",
+    "check_virtual",
+    "get",
+    "missing",
+    "resolve",
+    "stack_of",
+    "virtual_sources",
+]

@@ -124,6 +124,7 @@ def cook_scan(
                 "repository": scan.repository.name,
             },
             flow_run_id=flow_run_id,
+            mask=provenance.mask_of(data),
         )
         written = write_output(
             request.output,
@@ -224,6 +225,7 @@ def cook_referrer(
             inputs={source: pin},
             scan=scan,
             flow_run_id=flow_run_id,
+            mask=provenance.mask_of(data),
             source_provenance=src_prov,
         )
         dims = {"index": ds.sizes["index"]} if "index" in ds.sizes else {}

@@ -79,6 +79,23 @@ def test_fixed_qrange_roi_and_mask_match_xrayutilities(sample_scan, rsm_spice):
     _check_against_xu(spice, columns, masked, cooked)
 
 
+def test_saturated_and_underloaded_pixels_are_left_out_like_nan(sample_scan, rsm_spice):
+    """The detector's trusted range (frames attrs from NXdetector saturation_value and
+    underload_value): pixels at or beyond it are skipped and counted in ``nonfinite``."""
+    frames, columns, _ = sample_scan
+    hi, lo = np.quantile(frames, 0.999), np.min(frames)
+    raw = make_raw(frames, columns, chunk=5)
+    raw.frames.attrs.update(saturation_value=int(hi), underload_value=int(lo))
+    cooked = RSM.cook(raw, {"rsm": rsm_spice}, qsize=(10, 12, 14))
+    assert "saturation value" in cooked.attrs["mask"]
+    assert "underload value" in cooked.attrs["mask"]
+    bad = (frames >= int(hi)) | (frames <= int(lo))
+    assert 0 < bad.sum() < frames.size
+    result = _check_against_xu(rsm_spice, columns, np.where(bad, np.nan, frames), cooked)
+    assert int(result.nonfinite) == bad.sum()
+    assert int(result.counts.sum()) == frames.size - bad.sum()
+
+
 AXES = ["x+", "x-", "y+", "y-", "z+", "z-"]
 
 

@@ -337,3 +337,136 @@ def test_a_changed_detector_file_makes_the_cooked_output_stale(tmp_path):
     ds = bf.open_referrer(out.format(scan="s1"), trusted=[repo])
     assert float(ds.intensity[2, 0]) == 0.0
     assert float(ds.intensity[3, 0]) == float(frames[3].sum())
+
+
+def _limits_file(path, frames, *, saturation=None, underload=None):
+    """A NeXus scan whose NXdetector names its trusted range, as NXmx/CCD writers do."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        det = _nxentry(f).create_group("instrument").create_group("ccd")
+        det.attrs["NX_class"] = "NXdetector"
+        det.create_dataset("data", data=frames, chunks=(1, *frames.shape[1:]))
+        if saturation is not None:
+            det["saturation_value"] = saturation
+        if underload is not None:
+            det["underload_value"] = underload
+
+
+def test_saturated_and_underloaded_pixels_are_left_out(tmp_path):
+    frames = _frames(5, 8, 10, dtype="int32")
+    frames[1, 2, 3] = 60  # saturated: at the limit
+    frames[2, 4, 4:6] = 99  # above it
+    frames[3, 0, 0] = -1  # underloaded: at the limit
+    frames[4, 7, 9] = -5  # below it
+    _limits_file(tmp_path / "p/s1.h5", frames, saturation=np.int32(60), underload=np.int32(-1))
+    raw = _repo(tmp_path)["p"]["s1"].raw
+    with h5py.File(tmp_path / "p/s1.h5") as f:
+        truth = f["entry/instrument/ccd/data"][()].astype(float)
+        sat = f["entry/instrument/ccd/saturation_value"][()]
+        under = f["entry/instrument/ccd/underload_value"][()]
+    assert raw.frames.attrs["saturation_value"] == sat == 60
+    assert raw.frames.attrs["underload_value"] == under == -1
+    np.testing.assert_array_equal(raw.frames.values, truth)  # raw frames stay as written
+    bad = (truth >= sat) | (truth <= under)
+    assert bad.sum() == 5
+    roi = get_recipe("roi").cook(raw, None, regions={"all": [0, 8, 0, 10]}).compute()
+    np.testing.assert_array_equal(roi.intensity[:, 0], np.where(bad, 0, truth).sum(axis=(1, 2)))
+    np.testing.assert_array_equal(roi.nonfinite[:, 0], bad.sum(axis=(1, 2)))
+    assert "saturation value 60" in roi.attrs["mask"]
+    assert "underload value -1" in roi.attrs["mask"]
+    assert "s1.h5#/entry/instrument/ccd/saturation_value" in roi.attrs["mask"]
+    norm = get_recipe("normalize").cook(raw, None, flat_normalize=True).compute()
+    assert np.isnan(norm.normalized.values[bad]).all()
+    np.testing.assert_allclose(norm.normalized.values[~bad], truth[~bad])
+    assert norm.attrs["mask"] == roi.attrs["mask"]
+
+
+def test_layout_options_override_the_detector_limits(tmp_path):
+    frames = _frames(3, 4, 5, dtype="uint16")
+    frames[0, 0, 0] = 500
+    frames[1, 1, 1] = 0
+    _limits_file(tmp_path / "p/s1.h5", frames, saturation=np.uint16(65535))
+    with h5py.File(tmp_path / "p/s1.h5") as f:
+        truth = f["entry/instrument/ccd/data"][()].astype(float)
+    # a number replaces the file's (a detector that writes a wrong one); null ignores it
+    repo = _repo(tmp_path, layout_options={"saturation_value": 400, "underload_value": 0})
+    raw = repo["p"]["s1"].raw
+    assert raw.frames.attrs["saturation_value"] == 400
+    assert raw.frames.attrs["underload_value"] == 0
+    assert "layout option" in raw.attrs["mask"]
+    roi = get_recipe("roi").cook(raw, None, regions={"all": [0, 4, 0, 5]}).compute()
+    bad = (truth >= 400) | (truth <= 0)
+    np.testing.assert_array_equal(roi.intensity[:, 0], np.where(bad, 0, truth).sum(axis=(1, 2)))
+    raw = _repo(tmp_path, layout_options={"saturation_value": None})["p"]["s1"].raw
+    assert "saturation_value" not in raw.frames.attrs and "mask" not in raw.attrs
+    with pytest.raises(errors.LayoutError, match="layout option 'saturation_value' is 'high'"):
+        _repo(tmp_path, layout_options={"saturation_value": "high"})["p"]["s1"].raw  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "value", [np.array([10, 20, 30], "int32"), np.bytes_(b"65535"), np.float64(np.nan)]
+)
+def test_a_detector_limit_that_is_not_one_number_is_an_error(tmp_path, value):
+    _limits_file(tmp_path / "p/s1.h5", _frames(2, 4, 5), saturation=value)
+    with pytest.raises(errors.LayoutError) as e:
+        _repo(tmp_path)["p"]["s1"].raw  # noqa: B018
+    msg = str(e.value)
+    assert "s1.h5#/entry/instrument/ccd/saturation_value" in msg
+    assert "layout option 'saturation_value'" in msg
+
+
+def test_bliss_detector_limits_come_from_the_instrument_group(tmp_path):
+    """BLISS puts the image in measurement/ and the detector's fields in instrument/<det>."""
+    frames = _frames(3, 5, 6)
+    frames[1, 2, 2] = 1000
+    (tmp_path / "p").mkdir()
+    with h5py.File(tmp_path / "p/p.h5", "w") as f:
+        f.attrs["creator"] = "blissdata"
+        s = _nxentry(f, "1.1")
+        det = s.create_group("instrument").create_group("pilatus")
+        det.attrs["NX_class"] = "NXdetector"
+        det.create_dataset("data", data=frames)
+        det["saturation_value"] = 1000
+        m = s.create_group("measurement")
+        m["pilatus"] = h5py.SoftLink("/1.1/instrument/pilatus/data")
+        m["I0"] = np.arange(3.0) + 1
+    repo = bf.Repository(f"file://{tmp_path}/{{proposal}}/{{proposal}}.h5#{{scan}}")
+    raw = repo["p"]["1.1"].raw
+    assert raw.attrs["layout"] == "bliss"
+    assert raw.frames.attrs["saturation_value"] == 1000
+    with h5py.File(tmp_path / "p/p.h5") as f:
+        truth = f["1.1/measurement/pilatus"][()].astype(float)
+    roi = get_recipe("roi").cook(raw, None, regions={"all": [0, 5, 0, 6]}).compute()
+    bad = truth >= 1000
+    np.testing.assert_array_equal(roi.intensity[:, 0], np.where(bad, 0, truth).sum(axis=(1, 2)))
+    np.testing.assert_array_equal(roi.nonfinite[:, 0], bad.sum(axis=(1, 2)))
+
+
+def test_nxmx_detector_beside_the_plotted_data_gives_its_limits_and_mask(tmp_path):
+    """NXmx: frames in entry/data/data, the NXdetector (no data of its own) in
+    entry/instrument/detector with saturation_value and pixel_mask."""
+    (tmp_path / "p").mkdir()
+    frames = _frames(3, 4, 5, dtype="int32")
+    frames[2, 3, 3] = 70
+    mask = np.zeros((4, 5), "int32")
+    mask[0, 4] = 1
+    with h5py.File(tmp_path / "p/s1.h5", "w") as f:
+        e = _nxentry(f)
+        d = e.create_group("data")
+        d.attrs.update({"NX_class": "NXdata", "signal": "data"})
+        d["data"] = frames
+        det = e.create_group("instrument").create_group("detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det["saturation_value"] = 70
+        det["pixel_mask"] = mask
+    raw = _repo(tmp_path)["p"]["s1"].raw
+    assert raw.frames.attrs["saturation_value"] == 70
+    with h5py.File(tmp_path / "p/s1.h5") as f:
+        truth = f["entry/data/data"][()].astype(float)
+        bad = (truth >= f["entry/instrument/detector/saturation_value"][()]) | (
+            f["entry/instrument/detector/pixel_mask"][()] != 0
+        )[None]
+    np.testing.assert_array_equal(raw.pixel_mask.values, mask != 0)
+    roi = get_recipe("roi").cook(raw, None, regions={"all": [0, 4, 0, 5]}).compute()
+    np.testing.assert_array_equal(roi.intensity[:, 0], np.where(bad, 0, truth).sum(axis=(1, 2)))
+    np.testing.assert_array_equal(roi.nonfinite[:, 0], bad.sum(axis=(1, 2)))

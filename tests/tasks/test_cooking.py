@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -98,3 +100,46 @@ def test_a_referrer_is_written_with_the_outputs_storage_options(s3_site, s3_opti
     assert s3.info("cooked/p1/1/profile-of-halve.h5")["size"] == res.bytes_written > 0
     ds = bf.open_referrer(out, storage_options=s3_options, trusted=[repo])
     np.testing.assert_allclose(ds.profile.values, ds.norm.values.sum(axis=2), rtol=1e-6)
+
+
+def test_the_referrer_provenance_says_which_mask_was_used(tmp_path):
+    """The mask the recipe applied is in /provenance (JSON and attribute), not only on the
+    cooked variables: read back with h5py, for a scan with a detector mask and without."""
+    frames = np.arange(3 * 4 * 5, dtype="uint32").reshape(3, 4, 5)
+    pixel_mask = np.zeros((4, 5), "uint32")
+    pixel_mask[1, 1] = 1
+    (tmp_path / "raw/p").mkdir(parents=True)
+    for scan, masked in (("1", True), ("2", False)):
+        with h5py.File(tmp_path / f"raw/p/{scan}.h5", "w") as f:
+            e = f.create_group("entry")
+            e.attrs["NX_class"] = "NXentry"
+            det = e.create_group("instrument").create_group("det")
+            det.attrs["NX_class"] = "NXdetector"
+            det["data"] = frames.astype("int32")  # int32: no automatic invalid value
+            if masked:
+                det["pixel_mask"] = pixel_mask
+                det["saturation_value"] = 50
+    repo = bf.Repository(
+        f"file://{tmp_path}/raw/{{proposal}}/{{scan}}.h5#entry",
+        output=f"file://{tmp_path}/out/{{proposal}}/{{scan}}/{{recipe}}.h5",
+    )
+    results = {s: cook(repo["p"][s], "roi", regions={"all": [0, 4, 0, 5]}) for s in "12"}
+    assert all(r.status == "cooked" for r in results.values()), results
+    with h5py.File(local(results["1"].output)) as f:
+        prov = json.loads(f["provenance/document"][()])
+        attr = f["provenance"].attrs["mask"]
+        cooked_attr = f.attrs["mask"]
+        intensity = f["intensity"][()]
+    with h5py.File(tmp_path / "raw/p/1.h5") as f:
+        det = f["entry/instrument/det"]
+        truth = det["data"][()].astype(float)
+        bad = (det["pixel_mask"][()] != 0)[None] | (truth >= det["saturation_value"][()])
+    np.testing.assert_array_equal(intensity[:, 0], np.where(bad, 0, truth).sum(axis=(1, 2)))
+    assert prov["mask"] == attr == cooked_attr
+    assert f"{tmp_path}/raw/p/1.h5#/entry/instrument/det/pixel_mask (1 pixels)" in prov["mask"]
+    assert "saturation value 50" in prov["mask"]
+    assert "/entry/instrument/det/saturation_value" in prov["mask"]
+    assert read_provenance(results["1"].output)["mask"] == prov["mask"]
+    with h5py.File(local(results["2"].output)) as f:
+        assert json.loads(f["provenance/document"][()])["mask"] == "none"
+        assert f["provenance"].attrs["mask"] == "none"

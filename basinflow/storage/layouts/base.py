@@ -32,16 +32,25 @@ MONITOR_PATTERN = re.compile(
 
 @dataclass(frozen=True)
 class PixelMask:
-    """Pixels a detector marks as not counts: a static mask and/or an invalid value.
+    """Pixels a detector marks as not counts: a static mask, an invalid value, and the
+    limits of its trusted range.
 
     ``pixels`` is ``(y, x)`` bool, True = excluded (NeXus ``pixel_mask`` != 0);
     ``invalid`` a value that marks a gap or dead pixel in every frame (Eiger/LIMA write
-    ``2**32 - 1`` in uint32 frames). ``source`` says where each came from, for provenance.
+    ``2**32 - 1`` in uint32 frames). ``saturation`` and ``underload`` are the NXdetector
+    ``saturation_value`` / ``underload_value``: a pixel at or above the first, or at or
+    below the second, did not record a count it can be trusted for (a saturated CCD well,
+    a counter that rolled over), so it is left out like a masked one. ``source`` and
+    ``limits_from`` say where each came from, for provenance.
     """
 
     pixels: np.ndarray | None = None
     invalid: int | float | None = None
     source: str = ""
+    saturation: int | float | None = None
+    underload: int | float | None = None
+    #: where ``saturation`` / ``underload`` came from (a dataset's address, or the option)
+    limits_from: tuple[str, str] = ("", "")
 
     def describe(self) -> str:
         parts = []
@@ -49,7 +58,53 @@ class PixelMask:
             parts.append(f"pixel_mask {self.source} ({int(self.pixels.sum())} pixels)")
         if self.invalid is not None:
             parts.append(f"invalid value {self.invalid}")
+        if self.saturation is not None:
+            parts.append(
+                f"saturation value {self.saturation} (pixels at or above it left out; "
+                f"{self.limits_from[0] or 'layout option'})"
+            )
+        if self.underload is not None:
+            parts.append(
+                f"underload value {self.underload} (pixels at or below it left out; "
+                f"{self.limits_from[1] or 'layout option'})"
+            )
         return "; ".join(parts)
+
+
+def detector_limit(
+    name: str, found: Any, found_at: str, option: Any, where: str
+) -> tuple[int | float | None, str]:
+    """One limit of the trusted range (``name``: ``saturation_value`` or
+    ``underload_value``) and where it came from.
+
+    ``option`` is the repository's layout option of the same name: ``auto`` (the default)
+    takes the file's value ``found`` (read at ``found_at``; ``None`` when the detector
+    writes none), a number replaces it (a detector that writes a wrong one), ``null``
+    ignores it. Anything else is a :class:`LayoutError`: a limit that is silently not
+    applied would count saturated pixels as photons."""
+    if option is None or option == "none":
+        return None, ""
+    if isinstance(option, bool) or not (
+        option == "auto" or isinstance(option, int | float | np.integer | np.floating)
+    ):
+        raise LayoutError(
+            f"{where}: layout option {name!r} is {option!r}; give a number, 'auto' (the "
+            "detector's own value) or null (none)"
+        )
+    if option != "auto":
+        value, found_at = option, "layout option"
+    elif found is None:
+        return None, ""
+    else:
+        value = found
+    value = value.item() if isinstance(value, np.generic) else value
+    if not np.isfinite(value):
+        raise LayoutError(
+            f"{where}: {name} {value!r} ({found_at}) is not a finite number, so no pixel would "
+            f"be left out by it; set the repository's layout option {name!r} to the "
+            "detector's real value, or null to ignore it"
+        )
+    return value, found_at
 
 
 def invalid_value(dtype: np.dtype, option: Any = "auto") -> int | float | None:
@@ -227,7 +282,8 @@ def to_dataset(
     content: ScanContent, identity: Mapping[str, Any], *, chunk_bytes: int = 32 * 2**20
 ) -> xr.Dataset:
     """The scan as a lazy Dataset: ``frames(index, y, x)`` plus columns on ``index``;
-    ``pixel_mask(y, x)`` and ``frames.attrs["invalid_value"]`` where the detector has them."""
+    ``pixel_mask(y, x)`` and ``frames.attrs`` ``invalid_value``, ``saturation_value``,
+    ``underload_value`` where the detector has them."""
     content.validate()
     frames = content.frames
     variables: dict[str, Any] = {}
@@ -270,6 +326,13 @@ def _frames_variable(content: ScanContent, identity: Mapping[str, Any], chunk_by
         meta=np.empty((0, 0, 0), dtype=frames.dtype),
     )
     fattrs: dict[str, Any] = {"role": "frames"}
-    if content.mask is not None and content.mask.invalid is not None:
-        fattrs["invalid_value"] = content.mask.invalid
+    mask = content.mask
+    if mask is not None:
+        for key, value in (
+            ("invalid_value", mask.invalid),
+            ("saturation_value", mask.saturation),
+            ("underload_value", mask.underload),
+        ):
+            if value is not None:
+                fattrs[key] = value
     return (FRAME_DIMS, data, fattrs)

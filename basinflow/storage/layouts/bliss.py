@@ -8,7 +8,8 @@ them so), never the working directory, and an absent one is an error naming it.
 
 Options (``layout_options``): ``detector`` (the image to read, a name in ``measurement/``
 or ``instrument/``; needed when a scan has several images), ``monitors`` (column names),
-``invalid_value`` (``auto``, a number, or ``null``).
+``invalid_value``, ``saturation_value``, ``underload_value`` (each ``auto``: the detector's
+own, from ``instrument/<detector>`` or the group holding the image; a number; or ``null``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,17 @@ class BlissLayout(HDF5Layout):
             frames = open_frames(holder, det, storage_options, where)
             content.frames = frames
             content.sources = frames.sources
+            name = det.name.rsplit("/", 1)[1]
+            detector_group = inst.get(name) if isinstance(inst, h5py.Group) else None
             content.mask = detector_mask(
-                det, tuple(det.shape[-2:]), holder, self.options.get("invalid_value", "auto")
+                det,
+                tuple(det.shape[-2:]),
+                holder,
+                self.options,
+                where,
+                (detector_group,) if isinstance(detector_group, h5py.Group) else (),
             )
-            content.attrs["detector"] = det.name.rsplit("/", 1)[1]
+            content.attrs["detector"] = name
         n = content.points if det is not None else _points(scan, lines)
         skipped = []
         for name, ds in lines.items():

@@ -100,19 +100,21 @@ def open_frames(
     holder = hdf5.holder_url(url, ds)
     source: Any
     if ds.is_virtual:
-        sources.check_virtual(ds, holder, where, storage_options)
-        stack = sources.stack_of(ds, holder, storage_options, _part) if ds.ndim >= 1 else None
+        found = sources.check_virtual(ds, holder, where, storage_options)
+        stack = sources.stack_of(ds, holder, storage_options, _part, found)
         source = (
             stack
             if stack is not None
             else _VirtualByH5(
                 hdf5.H5Array.from_dataset(url, ds, storage_options),
-                tuple(u for _, u, _ in sources.virtual_sources(ds, holder)),
+                tuple(dict.fromkeys(s.url for s in found)),
             )
         )
     else:
         source = hdf5.H5Array.from_dataset(url, ds, storage_options, index=True)
-    return FrameView(source, tuple(ds.shape[: ds.ndim - image_ndim]))
+    # the source's shape, not the dataset's: a printf stack is as long as the blocks found,
+    # where libhdf5 reading remotely finds none and says 0
+    return FrameView(source, tuple(source.shape[: ds.ndim - image_ndim]))
 
 
 def _part(url: str, dset: str, shape: tuple[int, ...], storage_options) -> hdf5.H5Array:

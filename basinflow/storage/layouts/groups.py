@@ -3,7 +3,8 @@
 Options name what metadata would: ``frames`` (dataset path inside the scan group, of any
 rank: a 2-D image is one frame; default: the only 3-D dataset in it), ``monitors`` (column
 names), ``columns`` (group holding the 1-D columns; default: the frames' group),
-``invalid_value`` (``auto``, a number, or ``null``).
+``invalid_value`` (``auto``, a number, or ``null``), ``saturation_value`` and
+``underload_value`` (a number; pixels at or above / at or below it are not counts).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import h5py
 
 from basinflow.errors import LayoutError
 from basinflow.storage import hdf5
-from basinflow.storage.layouts.base import HDF5Layout, PixelMask, ScanContent, invalid_value
+from basinflow.storage.layouts.base import (
+    HDF5Layout,
+    PixelMask,
+    ScanContent,
+    detector_limit,
+    invalid_value,
+)
 from basinflow.storage.layouts.frames import open_frames
 from basinflow.storage.layouts.nexus import _text
 
@@ -37,7 +44,19 @@ class GroupsLayout(HDF5Layout):
                 columns[name] = obj[()]
                 roles[name] = "monitor" if name in monitors else "positioner"
         attrs = {"title": _text(group.attrs.get("title", "")), "layout": self.name}
-        mask = PixelMask(None, invalid_value(ds.dtype, self.options.get("invalid_value", "auto")))
+        # plain HDF5 has no detector group to read limits from: only the options give them
+        (sat, sat_from), (under, under_from) = (
+            detector_limit(name, None, "", self.options.get(name), where)
+            for name in ("saturation_value", "underload_value")
+        )
+        mask = PixelMask(
+            None,
+            invalid_value(ds.dtype, self.options.get("invalid_value", "auto")),
+            "",
+            sat,
+            under,
+            (sat_from, under_from),
+        )
         sources = tuple(u for u in frames.sources if u != url)
         return ScanContent(
             url, frames, columns, roles, attrs, fragment=fragment, sources=sources, mask=mask

@@ -4,12 +4,14 @@
 The rules (``@default`` chain, signal/axes in every dialect) are in
 :mod:`~basinflow.storage.layouts.nxrules`. Options (the repository's ``layout_options``):
 ``frames`` (the image dataset, relative to the entry or absolute), ``monitors`` (column
-names), ``invalid_value`` (``auto``, a number, or ``null``). The entry is the template's
+names), ``invalid_value``, ``saturation_value``, ``underload_value`` (each ``auto``: the
+detector's own, a number, or ``null``: none). The entry is the template's
 ``#fragment``; without one (or with ``#*``) it is the file's default entry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import h5py
@@ -18,7 +20,13 @@ import numpy as np
 from basinflow.errors import LayoutError, NotFound
 from basinflow.storage import sources
 from basinflow.storage.layouts import nxrules
-from basinflow.storage.layouts.base import HDF5Layout, PixelMask, ScanContent, invalid_value
+from basinflow.storage.layouts.base import (
+    HDF5Layout,
+    PixelMask,
+    ScanContent,
+    detector_limit,
+    invalid_value,
+)
 from basinflow.storage.layouts.frames import open_frames
 
 # kept for layouts that import them from here
@@ -60,16 +68,74 @@ def scan_group(handle, url: str, fragment: str | None, storage_options, what: st
     return obj, through
 
 
-def detector_mask(ds: h5py.Dataset, image: tuple[int, ...], url: str, option: Any) -> PixelMask:
-    """The ``pixel_mask`` of the ``NXdetector`` holding ``ds`` and the invalid value."""
-    pixels, source = None, ""
+def _detector_groups(ds: h5py.Dataset, extra: tuple[h5py.Group, ...]) -> list[h5py.Group]:
+    """Where the detector's own description of ``ds`` lives: its ``NXdetector`` parent
+    (or any parent holding a ``pixel_mask``), then ``extra`` (BLISS: ``instrument/<det>``,
+    since ``measurement/<det>`` is not inside the detector group)."""
     parent = ds.parent
+    found = []
     if nxrules.nx_class(parent) == "NXdetector" or "pixel_mask" in parent:
-        pm = parent.get("pixel_mask")
+        found.append(parent)
+    found.extend(g for g in extra if isinstance(g, h5py.Group) and g.name != parent.name)
+    return found
+
+
+def _limit_in(groups: list[h5py.Group], name: str, url: str, where: str):
+    """The scalar ``name`` (``saturation_value``/``underload_value``) of the first group
+    that has it, and its address; ``(None, "")`` when none does."""
+    for group in groups:
+        obj = group.get(name)
+        if obj is None:
+            continue
+        at = f"{url}#{obj.name}"
+        if (
+            not isinstance(obj, h5py.Dataset)
+            or obj.size != 1
+            or not (np.issubdtype(obj.dtype, np.integer) or np.issubdtype(obj.dtype, np.floating))
+        ):
+            shape = obj.shape if isinstance(obj, h5py.Dataset) else "a group"
+            raise LayoutError(
+                f"{where}: {at} is {shape} of {getattr(obj, 'dtype', '-')}, not one number; "
+                f"basinflow applies one {name} to every frame: set the repository's layout "
+                f"option {name!r} to the number to use, or null to ignore it"
+            )
+        return np.asarray(obj[()]).reshape(-1)[0], at
+    return None, ""
+
+
+def detector_mask(
+    ds: h5py.Dataset,
+    image: tuple[int, ...],
+    url: str,
+    options: Mapping[str, Any],
+    where: str,
+    extra: tuple[h5py.Group, ...] = (),
+) -> PixelMask:
+    """What the detector holding ``ds`` marks as not counts: its ``pixel_mask``, the
+    invalid value, and its ``saturation_value``/``underload_value`` (each overridden by the
+    layout option of the same name)."""
+    pixels, source = None, ""
+    groups = _detector_groups(ds, extra)
+    for group in groups:
+        pm = group.get("pixel_mask")
         if isinstance(pm, h5py.Dataset) and tuple(pm.shape[-2:]) == image:
             values = pm[()] if pm.ndim == 2 else pm[(0,) * (pm.ndim - 2)]
             pixels, source = np.asarray(values) != 0, f"{url}#{pm.name}"
-    return PixelMask(pixels, invalid_value(ds.dtype, option), source)
+            break
+    limits = []
+    for name in ("saturation_value", "underload_value"):
+        option = options.get(name, "auto")
+        found, at = _limit_in(groups, name, url, where) if option == "auto" else (None, "")
+        limits.append(detector_limit(name, found, at, option, where))
+    (saturation, sat_from), (underload, under_from) = limits
+    return PixelMask(
+        pixels,
+        invalid_value(ds.dtype, options.get("invalid_value", "auto")),
+        source,
+        saturation,
+        underload,
+        (sat_from, under_from),
+    )
 
 
 class NexusLayout(HDF5Layout):
@@ -84,7 +150,7 @@ class NexusLayout(HDF5Layout):
         ds = self._frames(entry, info, url, where, storage_options, through)
         content = ScanContent(url, None, {}, {}, fragment=fragment)
         if ds is not None:
-            self._image(content, ds, info, url, where, storage_options)
+            self._image(content, entry, ds, info, url, where, storage_options)
         self._counters(content, entry, info, ds)
         content.attrs.update(
             {
@@ -130,14 +196,14 @@ class NexusLayout(HDF5Layout):
             )
         return images[0] if images else None
 
-    def _image(self, content, ds, info, url, where, storage_options) -> None:
+    def _image(self, content, entry, ds, info, url, where, storage_options) -> None:
         frames = open_frames(url, ds, storage_options, where)
         content.frames = frames
         content.sources = frames.sources
         nscan = ds.ndim - 2
         content.scan_shape = tuple(ds.shape[:nscan]) if nscan > 1 else ()
         content.mask = detector_mask(
-            ds, tuple(ds.shape[-2:]), url, self.options.get("invalid_value", "auto")
+            ds, tuple(ds.shape[-2:]), url, self.options, where, _described_by(entry, ds)
         )
         if info is None or info.signal is None or info.signal.name != ds.name:
             return
@@ -189,6 +255,23 @@ class NexusLayout(HDF5Layout):
                 add(short, group.get("data"), "counter", False)
         if skipped:
             content.attrs["skipped_columns"] = ", ".join(skipped)
+
+
+def _described_by(entry: h5py.Group, ds: h5py.Dataset) -> tuple[h5py.Group, ...]:
+    """The ``NXdetector`` that describes frames plotted outside it (NXmx: ``entry/data/data``
+    beside ``entry/instrument/detector``, which holds ``saturation_value`` and ``pixel_mask``
+    but often no ``data``): the one whose ``data`` is ``ds`` itself, else the entry's only
+    detector unless its own ``data`` has another image size."""
+    detectors = [g for g in _walk_groups(entry) if nxrules.nx_class(g) == "NXdetector"]
+    for group in detectors:
+        data = group.get("data")
+        if isinstance(data, h5py.Dataset) and data == ds:
+            return (group,)
+    if len(detectors) == 1:
+        data = detectors[0].get("data")
+        if not isinstance(data, h5py.Dataset) or tuple(data.shape[-2:]) == tuple(ds.shape[-2:]):
+            return (detectors[0],)
+    return ()
 
 
 def _points(info) -> int | None:

@@ -10,7 +10,8 @@
     /basins/<key>          one JSON basin definition each (key = stable hash of it)
     /basinmaps/basinmapN   int64 index arrays of mapped basins
     /basin_data/<name>/    internal basins (e.g. one dark frame shared by many frames)
-    /provenance/document   JSON: recipe, version, spice documents, input pins, packages, run id
+    /provenance/document   JSON: recipe, version, spice documents, input pins, mask, packages,
+                           run id (recipe, version, run id and mask also as attributes)
 
 The root attribute ``basinflow_dims`` (JSON) records the referrer's size along each
 basin dimension (``{"index": 44}``), against which basin maps and ``same`` basins are
@@ -98,7 +99,9 @@ def write_referrer(
                 stats.add(write_dataset(data.create_group(name), ids, level=level))
         prov = f.create_group("provenance")
         prov.create_dataset("document", data=json.dumps(provenance or {}, default=str, indent=1))
-        for k in ("recipe", "recipe_version", "flow_run_id"):
+        # the few facts a plain HDF5 tool shows without parsing the JSON (the mask: which
+        # pixels were left out, so two outputs of the same frames can be told apart)
+        for k in ("recipe", "recipe_version", "flow_run_id", "mask"):
             if (provenance or {}).get(k) is not None:
                 prov.attrs[k] = str(provenance[k])
     return stats
