@@ -236,7 +236,11 @@ def open_xr(url: str, storage_options: Mapping[str, Any] | None, group: str | No
     path = fs.local_path(url)
     target = _local_file(path) if path is not None else fs.open_input(url, storage_options)
     try:
-        ds = xr.open_dataset(target, engine="h5netcdf", chunks={}, group=group)
+        # phony_dims: datasets without dimension scales (a foreign file, a hostile one) get
+        # phony names in order of access, said explicitly so h5netcdf does not warn each time
+        ds = xr.open_dataset(
+            target, engine="h5netcdf", chunks={}, group=group, phony_dims="access"
+        )
     except UntrustedBasinError:  # a redirect that was not followed
         raise
     except Exception as exc:  # truncated data, a foreign file, ...
