@@ -125,6 +125,7 @@ def cook_scan(
             },
             flow_run_id=flow_run_id,
             mask=provenance.mask_of(data),
+            reading=request.reading,
         )
         written = write_output(
             request.output,

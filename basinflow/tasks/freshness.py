@@ -1,7 +1,8 @@
 """Is an output up to date, and which scans of a list need cooking?
 
-An output is current when its provenance records the same recipe version, spice documents
-and overrides as the :class:`~basinflow.tasks.request.CookRequest`, and the same input
+An output is current when its provenance records the same recipe version, spice documents,
+overrides and way of reading the raw files (layout and its options) as the
+:class:`~basinflow.tasks.request.CookRequest`, and the same input
 pins as the input files have now. Only the referrer's provenance and the inputs'
 ``fs.info`` are read, never frames.
 """
@@ -17,7 +18,7 @@ from basinflow.errors import Error, NotFound, ReferrerError
 from basinflow.storage import fs
 from basinflow.tasks.outputs import pointer_lags, read_pointer
 from basinflow.tasks.provenance import read_provenance
-from basinflow.tasks.request import CookRequest, prepare
+from basinflow.tasks.request import CookRequest, prepare, reading_of
 from basinflow.tasks.results import CookResult, is_transient, reason_of
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ def up_to_date(request: CookRequest, raw_options: Mapping[str, Any] | None = Non
     ):
         return False
     if prov.get("spice_hash") != request.spice_hash:
+        return False
+    if prov.get("reading", reading_of()) != request.reading:  # a layout option changed
         return False
     pins = prov.get("inputs") or {}
     wanted = {request.scan_url: request.pin_url, **{i.url: i.pin_url for i in request.inputs}}

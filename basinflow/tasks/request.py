@@ -11,6 +11,7 @@ It is plain data (picklable, no open files), small enough to be a task parameter
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,10 @@ class CookRequest:
     """What to cook: one scan with one recipe version and resolved spice, and where to.
 
     ``spice`` holds the spice documents used, whole (their uuids and revisions are the
-    resolved spice); ``storage_options`` are the output's (its host only).
+    resolved spice); ``storage_options`` are the output's (its host only). ``reading`` is
+    how the raw files are read: the repository's layout and its options (frames path,
+    detector, mask values...). It is part of what a cook is made from, so changing an
+    option in the config makes the outputs cooked under the old one out of date.
     """
 
     repository: str
@@ -62,6 +66,7 @@ class CookRequest:
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     overrides: dict[str, Any] = field(default_factory=dict)
     inputs: tuple[InputScan, ...] = ()
+    reading: dict[str, Any] = field(default_factory=lambda: reading_of())
 
     @property
     def spice_hash(self) -> str:
@@ -126,7 +131,16 @@ def prepare(
         storage_options=output_options(scan, url),
         overrides=overrides,
         inputs=inputs,
+        reading=reading_of(scan.repository.layout, scan.repository.layout_options),
     )
+
+
+def reading_of(layout: str = "auto", options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """How a repository reads its raw files, as recorded in provenance: the configured
+    layout (``auto`` when detected) and its options. The default is what outputs written
+    before this was recorded were read with unless the config said otherwise. Made plain
+    JSON here (tuples as lists), so that it compares equal to its provenance read back."""
+    return json.loads(json.dumps({"layout": layout, "options": dict(options or {})}, default=str))
 
 
 def _input_scan(scan: Scan, name: str, key: str) -> InputScan:
@@ -134,4 +148,4 @@ def _input_scan(scan: Scan, name: str, key: str) -> InputScan:
     return InputScan(name=name, scan=other.key, url=other.url, pin_url=other.pin_url)
 
 
-__all__ = ["CookRequest", "InputScan", "prepare"]
+__all__ = ["CookRequest", "InputScan", "prepare", "reading_of"]

@@ -11,6 +11,7 @@ from basinflow.errors import OutputError
 from basinflow.tasks.cooking import cook
 from basinflow.tasks.freshness import up_to_date
 from basinflow.tasks.outputs import current_output, plan_outputs, set_current
+from basinflow.tasks.provenance import read_provenance
 from basinflow.tasks.request import prepare
 from tests.storage.conftest import make_repo, repo, stand_in_recipes  # noqa: F401 - fixtures
 
@@ -37,6 +38,28 @@ def test_skip_force_and_staleness(repo):  # noqa: F811
     assert cook(scan, "halve").status == "skipped"
     assert cook(scan, "halve", force=True).status == "cooked"
     assert not up_to_date(replace(request, output=first.output + ".nope"))
+
+
+def test_a_changed_layout_option_makes_the_output_out_of_date(repo):  # noqa: F811
+    """The mask values, frames path... of the config are part of what a cook is made from:
+    the same scan read with another ``invalid_value`` is cooked again, and its provenance
+    says how the raw file was read."""
+
+    def scan(**options):
+        again = bf.Repository(repo.template.text, output=repo.output, layout_options=options)
+        return again["p1"]["1"]
+
+    first = cook(scan(), "halve")
+    assert first.status == "cooked"
+    assert cook(scan(), "halve").status == "skipped"
+    request = prepare(scan(invalid_value=7, monitors=("mon", "I0")), "halve")
+    assert request.output == first.output and not up_to_date(request)
+    assert cook(scan(invalid_value=7, monitors=("mon", "I0")), "halve").status == "cooked"
+    prov = read_provenance(first.output)
+    options = {"invalid_value": 7, "monitors": ["mon", "I0"]}
+    assert prov["reading"] == {"layout": "auto", "options": options}
+    # read back from JSON a tuple is a list: the same reading, not a change
+    assert cook(scan(invalid_value=7, monitors=["mon", "I0"]), "halve").status == "skipped"
 
 
 def test_output_of_an_earlier_attempt_of_the_same_run_is_reported_cooked(repo):  # noqa: F811
