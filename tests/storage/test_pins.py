@@ -170,3 +170,117 @@ def test_a_changed_source_of_a_basin_is_stale(tmp_path):
     with pytest.raises(StaleBasinError, match="its source") as err:
         bf.open_referrer(str(ref))
     assert "src.h5" in str(err.value)
+
+
+def _compressed_frames(path, n: int = 32) -> None:
+    """Noisy frames in gzip chunks, one per frame, between two 256 KiB contiguous datasets,
+    each written in its own session: the frames' metadata (object header, chunk index)
+    lies in the middle of the file, where the content id's two 16 KiB samples do not
+    reach, as in a scan file written over time."""
+    rng = np.random.default_rng(7)
+    with h5py.File(path, "w") as f:
+        f["head"] = np.zeros(32 * 1024)
+    with h5py.File(path, "a") as f:
+        f.create_dataset(
+            "a",
+            data=rng.integers(0, 100, (n, 64, 64), dtype="u2"),
+            chunks=(1, 64, 64),
+            compression="gzip",
+        )
+        f["a"].attrs["energy"] = 9.5
+    with h5py.File(path, "a") as f:
+        f["tail"] = np.ones(32 * 1024)
+
+
+def _chunks(path) -> list[tuple]:
+    out: list[tuple] = []
+    with h5py.File(path) as f:
+        f["a"].id.chunk_iter(lambda c: out.append((c.chunk_offset, c.byte_offset, c.size)))
+    return out
+
+
+def test_a_rewritten_chunk_is_stale_where_the_server_gives_no_identity(tmp_path):
+    """An HTTP server that sends neither ETag nor Last-Modified: the pin records the HDF5
+    layout, which sees a same-size rewrite of a compressed chunk (HDF5 stores it in place,
+    smaller); the sampled ends alone would have called it unchanged."""
+    www = tmp_path / "www"
+    www.mkdir()
+    raw = www / "raw.h5"
+    _compressed_frames(raw)
+    with servers.http_server(www, validators=False) as server:
+        url = f"{server.url}/raw.h5"
+        pin = fs.pin(url)
+        assert not set(pins.IDENTITY_KEYS) & set(pin), pin  # the server gave no identity
+        assert pin["layout"].startswith("h5l:")
+        basin = Basin(
+            name="far",
+            type="remote",
+            format="http",
+            urls=[url],
+            datasets={"a": {"path": "/a", "dims": ["i", "y", "x"]}},
+            pin=pin,
+        )
+        ref = _plain_ref(
+            tmp_path / "refs" / "ref.h5", [basin], ds=xr.Dataset({"v": ("i", np.zeros(32))})
+        )
+        assert bf.open_referrer(str(ref), trusted_hosts=[server.url]).a.values[16, 0, 0] > 0
+        assert pins.verdict(pin, url) == (True, "same HDF5 layout and sampled content")
+
+        before, size, sampled = _chunks(raw), raw.stat().st_size, pins.content_id(url)
+        with h5py.File(raw, "a") as f:
+            f["a"][16] = 0  # recompresses smaller: stored in place, the file keeps its size
+        assert raw.stat().st_size == size
+        moved = [(b, a) for b, a in zip(before, _chunks(raw), strict=True) if b != a]
+        assert [(b[0], a[1] == b[1], a[2] < b[2]) for b, a in moved] == [((16, 0, 0), True, True)]
+        assert pins.content_id(url) == sampled  # the control: the sampled ends cannot tell
+        assert pins.verdict({k: v for k, v in pin.items() if k != "layout"}, url)[0]
+
+        assert pins.verdict(pin, url) == (
+            False,
+            "its HDF5 layout changed (metadata, a small dataset's values, or where a chunk "
+            "is stored and how large it is)",
+        )
+        with pytest.raises(StaleBasinError, match="HDF5 layout changed"):
+            bf.open_referrer(str(ref), trusted_hosts=[server.url])
+
+
+def test_an_edited_attribute_is_stale_where_the_server_gives_no_identity(tmp_path):
+    """Metadata edited in place (same size): the layout digest hashes attribute values."""
+    www = tmp_path / "www"
+    www.mkdir()
+    _compressed_frames(www / "raw.h5")
+    with servers.http_server(www, validators=False) as server:
+        url = f"{server.url}/raw.h5"
+        pin = fs.pin(url)
+        size = (www / "raw.h5").stat().st_size
+        with h5py.File(www / "raw.h5", "a") as f:
+            f["a"].attrs.modify("energy", 9.6)
+        assert (www / "raw.h5").stat().st_size == size
+        assert pins.content_id(url) == pin["content_id"]  # the control: outside the samples
+        ok, why = pins.verdict(pin, url)
+        assert not ok and "HDF5 layout changed" in why
+
+
+def test_a_changed_layout_spares_the_full_read(tmp_path):
+    """A pin with a full digest records the layout too: when the identity changed, a
+    changed layout decides without reading every byte; an unchanged one leaves it to the
+    digest (a copy still matches)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    raw = www / "raw.h5"
+    _compressed_frames(raw, n=256)  # ~2.3 MiB
+    with servers.http_server(www) as server:
+        url = f"{server.url}/raw.h5"
+        pin = fs.pin(url, full=True)
+        assert pin["etag"] and pin["layout"] and pin["digest"]
+        with h5py.File(raw, "a") as f:
+            f["a"][100] = 0
+        server.reset()
+        ok, why = pins.verdict(pin, url)
+        assert not ok and "HDF5 layout changed" in why
+        read = server.stats()["bytes"]
+        assert read < raw.stat().st_size / 4, read  # metadata only, not every byte
+        # a copy (another mtime, so another ETag) of the original still matches by digest
+        _compressed_frames(www / "copy.h5", n=256)
+        ok, why = pins.verdict(pin, f"{server.url}/copy.h5")
+        assert (ok, why) == (True, "same content (full digest)")
