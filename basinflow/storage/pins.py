@@ -41,6 +41,19 @@ an identity; it is recorded where it can decide something:
 It is not checked while the identity is unchanged: that would cost a file open on every
 check, for every scan a flow plans (see docs/reliability.md for what remains unseen).
 
+**Digests recorded at write time.** A referrer basinflow writes is hashed before its
+commit (the file is still in the page cache: ~1.5 s per GiB here, against ~15 s per GiB
+for writing it; benchmarks B9, B10) and the digest is recorded beside it in
+``<output>.pin.json`` with the identity the file has after the commit
+(:func:`record_written`). A later full pin of that file (:func:`pin` with ``full``; a
+referrer read as a basin) takes the digest from the record when the file's identity is
+still the recorded one (:func:`recorded_digest`), instead of reading every byte again,
+possibly from S3. The identity is what makes the record safe to believe: a file changed,
+copied or moved since has another one, and is read instead. A record is used only when a
+pin is *taken*; a pin is always *checked* against the file itself. Not in the current
+pointer: a referrer read as a basin is found by its URL, and the record beside it is the
+one place a URL alone leads to.
+
 Pins written before identities were recorded (``size``, ``mtime``, ``content_id`` only)
 match when the size, mtime *and* sampled content all agree: the best they allow.
 """
@@ -48,9 +61,10 @@ match when the size, mtime *and* sampled content all agree: the best they allow.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -63,6 +77,10 @@ from basinflow.storage import fs
 CONTENT_SAMPLE = 16 * 1024
 #: bytes read per request while computing a full digest
 DIGEST_BLOCK = 8 * 1024 * 1024
+#: the suffix of the record beside a file basinflow wrote (:func:`record_url`)
+RECORD_SUFFIX = ".pin.json"
+#: a record is a few hundred bytes; anything longer is not one
+MAX_RECORD_BYTES = 64 * 1024
 #: the keys that make up the identity, by storage
 IDENTITY_KEYS = ("ino", "ctime_ns", "mtime_ns", "version_id", "etag", "last_modified")
 #: Datasets stored in at most this many bytes enter the layout digest with their values:
@@ -78,16 +96,9 @@ def identity(url: str, storage_options: Mapping[str, Any] | None = None) -> dict
     path = fs.local_path(url)
     if path is not None:
         try:
-            st = os.stat(path)
+            return _stat_identity(os.stat(path))
         except OSError as exc:
             raise fs.translate_errors(url, exc) from exc
-        return {
-            "size": st.st_size,
-            "mtime": st.st_mtime,
-            "ino": st.st_ino,
-            "mtime_ns": st.st_mtime_ns,
-            "ctime_ns": st.st_ctime_ns,
-        }
     meta = fs.info(url, storage_options)
     out: dict[str, Any] = {"size": int(meta.get("size") or 0)}
     version = meta.get("VersionId") or meta.get("version_id")
@@ -104,30 +115,47 @@ def identity(url: str, storage_options: Mapping[str, Any] | None = None) -> dict
     return out
 
 
+def _stat_identity(st: os.stat_result) -> dict[str, Any]:
+    return {
+        "size": st.st_size,
+        "mtime": st.st_mtime,
+        "ino": st.st_ino,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+    }
+
+
 def pin(
     url: str,
     storage_options: Mapping[str, Any] | None = None,
     *,
     content: bool = True,
-    full: bool = False,
+    full: bool | str = False,
     layout: bool | None = None,
 ) -> dict[str, Any]:
     """What a file is now: size, identity, ``content_id`` (sampled; unless ``content`` is
-    false), with ``full`` the ``digest`` of every byte (one full read) and, for HDF5
-    files, the ``layout`` digest (:func:`layout_id`) where it can decide something:
-    ``layout=None`` records it when the storage gives no identity or with a full digest
-    (the layout is compared before reading every byte); ``True``/``False`` force it."""
+    false) and, with ``full``, the ``digest`` of every byte: the one basinflow recorded
+    when it wrote the file (:func:`recorded_digest`) if the file's identity still is the
+    one recorded, else one full read; ``full="recorded"`` takes only a recorded digest
+    (never a full read). For HDF5 files, the ``layout`` digest (:func:`layout_id`) is
+    taken where it can decide something: ``layout=None`` records it when the storage
+    gives no identity or with a digest (the layout is compared before reading every
+    byte); ``True``/``False`` force it."""
     out = identity(url, storage_options)
     if content:
         out["content_id"] = content_id(url, storage_options, out["size"])
+    if full:
+        found = recorded_digest(url, storage_options, out)
+        if found is None and full != "recorded":
+            found = digest(url, storage_options, out["size"])
+        if found is not None:
+            out["digest"] = found
     if layout is None:
-        layout = full or not any(k in out for k in IDENTITY_KEYS)
+        layout = "digest" in out or not any(k in out for k in IDENTITY_KEYS)
     if layout:
         found = layout_id(url, storage_options)
         if found is not None:
             out["layout"] = found
-    if full:
-        out["digest"] = digest(url, storage_options, out["size"])
     return out
 
 
@@ -154,14 +182,12 @@ def digest(
     url: str, storage_options: Mapping[str, Any] | None = None, size: int | None = None
 ) -> str:
     """BLAKE2b of every byte (read in :data:`DIGEST_BLOCK` pieces)."""
-    h = hashlib.blake2b(digest_size=32)
     path = fs.local_path(url)
     try:
         if path is not None:
             with open(path, "rb") as f:
-                while block := f.read(DIGEST_BLOCK):
-                    h.update(block)
-            return "b2full:" + h.hexdigest()
+                return digest_of(f)
+        h = hashlib.blake2b(digest_size=32)
         filesystem, p = fs.url_to_fs(url, storage_options)
         if size is None:
             size = int(filesystem.info(p)["size"])
@@ -170,6 +196,73 @@ def digest(
     except Exception as exc:
         raise fs.translate_errors(url, exc) from exc
     return "b2full:" + h.hexdigest()
+
+
+def digest_of(f: BinaryIO) -> str:
+    """:func:`digest` of an open local file, read from where it stands to its end."""
+    h = hashlib.blake2b(digest_size=32)
+    while block := f.read(DIGEST_BLOCK):
+        h.update(block)
+    return "b2full:" + h.hexdigest()
+
+
+# --- digests recorded at write time ---------------------------------------------------------
+def record_url(url: str) -> str:
+    """Where the digest of a file basinflow wrote is recorded: beside it, ``<url>.pin.json``."""
+    return url + RECORD_SUFFIX
+
+
+def record_written(
+    url: str,
+    held: BinaryIO,
+    content_digest: str,
+    storage_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record ``content_digest`` of the file just committed at ``url`` beside it, with the
+    identity it has now; returns the record.
+
+    ``held`` is the written file, opened before the commit and still open: locally its
+    ``fstat`` is the identity of *that* file even if another writer has replaced the
+    name since (then the record names an identity the name no longer has, and is never
+    used). Remote stores are asked (one ``HEAD``) right after the upload."""
+    if fs.local_path(url) is not None:
+        now = _stat_identity(os.fstat(held.fileno()))
+    else:
+        now = identity(url, storage_options)
+    record = {k: now[k] for k in ("size", *IDENTITY_KEYS) if k in now}
+    record["digest"] = content_digest
+    from basinflow.storage.commit import write_json_atomic
+
+    write_json_atomic(record_url(url), record, storage_options)
+    return record
+
+
+def recorded_digest(
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    now: Mapping[str, Any] | None = None,
+) -> str | None:
+    """The digest recorded when basinflow wrote ``url``, if ``url`` is still that file:
+    its size and every identity key the record and ``now`` (its identity, fetched when
+    not given) share are equal, and they share at least one. ``None`` otherwise: no
+    record, an unreadable one, or a file rewritten, copied or moved since (a copy has
+    another inode; a file served over HTTP has an ETag where the record has an inode)."""
+    now = identity(url, storage_options) if now is None else now
+    filesystem, path = fs.url_to_fs(record_url(url), storage_options)
+    try:
+        with filesystem.open(path, "rb") as f:
+            data = f.read(MAX_RECORD_BYTES + 1)
+        record = json.loads(data) if len(data) <= MAX_RECORD_BYTES else None
+    except Exception:  # noqa: BLE001 - no record (or none readable): take the digest by reading
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("digest"), str):
+        return None
+    keys = [k for k in IDENTITY_KEYS if k in record and k in now]
+    if not keys or record.get("size") != now.get("size"):
+        return None
+    if any(record[k] != now[k] for k in keys):
+        return None
+    return record["digest"]
 
 
 def layout_id(url: str, storage_options: Mapping[str, Any] | None = None) -> str | None:
@@ -358,11 +451,17 @@ __all__ = [
     "DIGEST_BLOCK",
     "IDENTITY_KEYS",
     "LAYOUT_SMALL",
+    "MAX_RECORD_BYTES",
+    "RECORD_SUFFIX",
     "content_id",
     "digest",
+    "digest_of",
     "identity",
     "layout_id",
     "pin",
     "pin_matches",
+    "record_url",
+    "record_written",
+    "recorded_digest",
     "verdict",
 ]

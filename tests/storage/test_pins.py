@@ -5,8 +5,10 @@ recognised only by a full digest (taken for referrers read as basins).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -284,3 +286,63 @@ def test_a_changed_layout_spares_the_full_read(tmp_path):
         _compressed_frames(www / "copy.h5", n=256)
         ok, why = pins.verdict(pin, f"{server.url}/copy.h5")
         assert (ok, why) == (True, "same content (full digest)")
+
+
+def test_a_written_referrer_records_its_digest_for_later_pins(cooked, tmp_path):
+    """The cook hashes its output before the commit and records the digest beside it;
+    a later full pin takes it from there (shown by a record edited with the identity
+    kept: its value is what the pin returns, so the file was not read), until the file
+    changes, is copied or moved: then the pin reads every byte."""
+    _repo, _scan, result = cooked
+    out = local(result.output)
+    record_path = out + pins.RECORD_SUFFIX
+    record = json.loads(Path(record_path).read_text())
+    st = os.stat(out)
+    assert record["digest"] == pins.digest(out)
+    assert (record["size"], record["ino"], record["ctime_ns"]) == (
+        st.st_size,
+        st.st_ino,
+        st.st_ctime_ns,
+    )
+    assert fs.pin(result.output, full=True)["digest"] == record["digest"]
+    marked = {**record, "digest": "b2full:" + "0" * 64}
+    with open(record_path, "w") as f:
+        json.dump(marked, f)
+    assert fs.pin(result.output, full=True)["digest"] == marked["digest"]  # not read
+    assert "digest" not in fs.pin(result.output)  # only asked for
+    # a copy (with its record) is another inode: the record does not vouch for it
+    copy = tmp_path / "copies" / "halve.h5"
+    copy.parent.mkdir()
+    shutil.copy(out, copy)
+    shutil.copy(record_path, str(copy) + pins.RECORD_SUFFIX)
+    assert fs.pin(str(copy), full=True)["digest"] == record["digest"]  # read, and true
+    assert "digest" not in fs.pin(str(copy), full="recorded")
+    # a change in place (size and mtime kept): ctime moved, the record is ignored
+    middle = os.path.getsize(out) // 2
+    with open(out, "rb") as f:
+        f.seek(middle)
+        flipped = bytes([f.read(1)[0] ^ 0xFF])
+    _rewrite_keeping_mtime(out, middle, flipped)
+    now = fs.pin(result.output, full=True)["digest"]
+    assert now == pins.digest(out) and now not in (record["digest"], marked["digest"])
+
+
+def test_a_referrer_cooked_from_a_referrer_pins_it_by_the_recorded_digest(cooked, tmp_path):
+    """cook_referrer records the source's written digest in its basin pin (no full read):
+    the source, copied elsewhere, still matches by it."""
+    from basinflow.tasks.cooking import cook_referrer
+
+    repo, _scan, result = cooked
+    second = cook_referrer(
+        result.output, "profile", (tmp_path / "second.h5").as_uri(), trusted=[repo]
+    )
+    assert second.status == "cooked", second.reason
+    recorded = json.loads(Path(local(result.output) + pins.RECORD_SUFFIX).read_text())["digest"]
+    with h5py.File(local(second.output)) as f:
+        (key,) = f["basins"]
+        basin = json.loads(f["basins"][key][()])
+    assert basin["pin"]["digest"] == recorded
+    copy = tmp_path / "moved" / "halve.h5"
+    copy.parent.mkdir()
+    shutil.copy(local(result.output), copy)
+    assert pins.verdict(basin["pin"], str(copy)) == (True, "same content (full digest)")
