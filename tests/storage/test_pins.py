@@ -346,3 +346,30 @@ def test_a_referrer_cooked_from_a_referrer_pins_it_by_the_recorded_digest(cooked
     copy.parent.mkdir()
     shutil.copy(local(result.output), copy)
     assert pins.verdict(basin["pin"], str(copy)) == (True, "same content (full digest)")
+
+
+def test_a_referrer_written_to_s3_records_its_digest_by_etag(s3_server, s3_options):
+    """On S3 the record carries the object's ETag (asked right after the upload); a
+    re-upload of other bytes has another ETag and the record is ignored."""
+    from basinflow.tasks.outputs import write_output
+
+    url = "s3://pinned/out/ref.h5"
+    filesystem, _ = fs.url_to_fs(url, s3_options)
+    if not filesystem.exists("pinned"):
+        filesystem.mkdir("pinned")
+    ds = xr.Dataset({"v": ("index", np.arange(1000.0))})
+    write_output(url, ds, basins=[], provenance={}, storage_options=s3_options)
+    record = json.loads(filesystem.cat_file("pinned/out/ref.h5" + pins.RECORD_SUFFIX))
+    assert record["etag"] == fs.pin(url, s3_options)["etag"]
+    assert record["digest"] == pins.digest(url, s3_options)
+    assert pins.recorded_digest(url, s3_options) == record["digest"]
+    write_output(
+        url,
+        ds.assign(v=ds.v * 2),
+        basins=[],
+        provenance={},
+        storage_options=s3_options,
+        record_digest=False,
+    )
+    assert pins.recorded_digest(url, s3_options) is None  # the old record, another ETag
+    assert fs.pin(url, s3_options, full=True)["digest"] == pins.digest(url, s3_options)
