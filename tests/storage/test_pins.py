@@ -373,3 +373,32 @@ def test_a_referrer_written_to_s3_records_its_digest_by_etag(s3_server, s3_optio
     )
     assert pins.recorded_digest(url, s3_options) is None  # the old record, another ETag
     assert fs.pin(url, s3_options, full=True)["digest"] == pins.digest(url, s3_options)
+
+
+def test_the_layout_names_outside_files_but_never_opens_them(tmp_path):
+    """A basin's layout is taken by opening it: its external link, virtual dataset and
+    external raw storage (all small) are hashed by name; the files they name are not
+    opened (inotify), and moving one of their targets elsewhere changes the layout."""
+    from tests.storage.test_hostile_referrers import Watched
+
+    secret = Watched(tmp_path / "outside" / "secret.h5")
+    raw = Watched(tmp_path / "outside" / "raw.bin", np.arange(4.0).tobytes())
+    path = tmp_path / "basin.h5"
+    with h5py.File(path, "w") as f:
+        f["link"] = h5py.ExternalLink(str(secret.path), "/x")
+        layout = h5py.VirtualLayout(shape=(3,), dtype="f8")
+        layout[:] = h5py.VirtualSource(str(secret.path), "x", shape=(3,))
+        f.create_virtual_dataset("v", layout)
+        f.create_dataset("e", shape=(4,), dtype="f8", external=[(str(raw.path), 0, 32)])
+    before = pins.layout_id(str(path))
+    assert (secret.opens(), raw.opens()) == (0, 0)
+    with h5py.File(path, "a") as f:
+        del f["link"]
+        f["link"] = h5py.ExternalLink(str(tmp_path / "elsewhere.h5"), "/x")
+    assert pins.layout_id(str(path)) != before
+    assert (secret.opens(), raw.opens()) == (0, 0)
+    with h5py.File(path) as f:  # the control: reading the values does open them
+        f["e"][()], f["v"][()]
+    assert secret.opens() > 0 and raw.opens() > 0
+    secret.close()
+    raw.close()
