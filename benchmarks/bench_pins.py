@@ -4,9 +4,9 @@ For a sample NeXus scan (~1 MiB) and a ~1 GiB frame file (2,048 unfiltered 512x5
 uint16 frames, one chunk each, plus counters), by the method of ``benchmarks/common.py``:
 the identity (``stat`` / ``HEAD``), the sampled ``content_id``, the HDF5 ``layout``
 digest and the full ``digest``. Over HTTP (the loopback aiohttp server of the tests) the
-requests and bytes one call costs are counted by the server. The local full digest of a
-file just written is what hashing at write time would cost (the file is in the page
-cache then, as it is here after the warm-up).
+requests and bytes one call costs are counted by the server. Then what recording the
+full digest at write time costs: ``write_output`` of a cooked float32 referrer (gzip level
+1, as cooks write) with and without ``record_digest``, committed to local disk.
 
     python -m benchmarks.bench_pins [--rounds 5] [--big-rounds 5] \
         [--out benchmarks/results/B10.md]
@@ -45,6 +45,43 @@ def _big_file(path: Path, frames: int = 2048) -> float:
     return time.perf_counter() - t0
 
 
+def _write_costs(root: Path, mib: int, rounds: int) -> tuple[list, str]:
+    """Rows for ``write_output`` with and without the recorded digest."""
+    import xarray as xr
+
+    from basinflow.tasks.outputs import write_output
+
+    n = max(1, mib * 2**20 // (512 * 512 * 4))
+    rng = np.random.default_rng(1)
+    data = (rng.random((n, 512, 512), dtype="f4") * 100).round(1)
+    cooked = xr.Dataset({"norm": (("index", "y", "x"), data)})
+    out = root / "out"
+
+    def write(record: bool, name: str) -> int:
+        return write_output(
+            (out / name).as_uri(), cooked, basins=[], provenance={}, record_digest=record
+        )
+
+    run = interleaved(
+        {
+            "without": lambda: write(False, "plain.h5"),
+            "with record": lambda: write(True, "recorded.h5"),
+        },
+        rounds=rounds,
+        log=stderr,
+    )
+    size = run["with record"].result
+    label = f"write_output, {n} frames float32 ({size / 2**20:.0f} MiB on disk)"
+    rows = [
+        [label, "local", name, run[name].wall.fmt(1e3, 1), ""]
+        for name in ("without", "with record")
+    ]
+    rows.append(
+        [label, "local", "ratio of medians", f"{run.ratio('with record', 'without'):.3f}", ""]
+    )
+    return rows, f"- {label}: {run.load_line()}"
+
+
 def _contenders(url: str) -> dict:
     return {
         "identity": lambda: pins.identity(url),
@@ -59,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--big-rounds", type=int, default=5)
     ap.add_argument("--frames", type=int, default=2048, help="frames of the big file")
+    ap.add_argument("--write-mib", type=int, default=256, help="size of the written referrer")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     rows, notes = [], []
@@ -100,6 +138,11 @@ def main(argv: list[str] | None = None) -> None:
                             ]
                         )
                     notes.append(f"- {label}, {where}: {run.load_line()}")
+        (root / "big.h5").unlink()
+        stderr("write_output")
+        more, note = _write_costs(root, a.write_mib, a.rounds)
+        rows += more
+        notes.append(note)
     text = "\n".join(
         [
             *header("B10: what each pin part costs"),

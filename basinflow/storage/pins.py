@@ -42,17 +42,17 @@ It is not checked while the identity is unchanged: that would cost a file open o
 check, for every scan a flow plans (see docs/reliability.md for what remains unseen).
 
 **Digests recorded at write time.** A referrer basinflow writes is hashed before its
-commit (the file is still in the page cache: ~1.5 s per GiB here, against ~15 s per GiB
-for writing it; benchmarks B9, B10) and the digest is recorded beside it in
-``<output>.pin.json`` with the identity the file has after the commit
-(:func:`record_written`). A later full pin of that file (:func:`pin` with ``full``; a
-referrer read as a basin) takes the digest from the record when the file's identity is
-still the recorded one (:func:`recorded_digest`), instead of reading every byte again,
-possibly from S3. The identity is what makes the record safe to believe: a file changed,
-copied or moved since has another one, and is read instead. A record is used only when a
-pin is *taken*; a pin is always *checked* against the file itself. Not in the current
-pointer: a referrer read as a basin is found by its URL, and the record beside it is the
-one place a URL alone leads to.
+commit, while the file is still in the page cache (B10: ``write_output`` of a 141 MiB
+referrer took 1.08x as long with it, within the noise of a shared machine), and the
+digest is recorded beside it in ``<output>.pin.json`` with the identity the file has
+after the commit (:func:`record_written`). A later full pin of that file (:func:`pin`
+with ``full``; a referrer read as a basin) takes the digest from the record when the
+file's identity is still the recorded one (:func:`recorded_digest`), instead of reading
+every byte again, possibly from S3. The identity is what makes the record safe to
+believe: a file changed, copied or moved since has another one, and is read instead. A
+record is used only when a pin is *taken*; a pin is always *checked* against the file
+itself. Not in the current pointer: a referrer read as a basin is found by its URL, and
+the record beside it is the one place a URL alone leads to.
 
 Pins written before identities were recorded (``size``, ``mtime``, ``content_id`` only)
 match when the size, mtime *and* sampled content all agree: the best they allow.
