@@ -61,7 +61,7 @@ stack: $(VENV)/.synced-test
 	$(BIN)/python deploy/stack.py
 
 bench: $(VENV)/.synced-test
-	$(BIN)/python -m benchmarks.bench_rsm && $(BIN)/python -m benchmarks.bench_access && $(BIN)/python benchmarks/bench_referrer.py && $(BIN)/python benchmarks/bench_writer.py && $(BIN)/python -m benchmarks.bench_flows
+	$(BIN)/python -m benchmarks.bench_rsm && $(BIN)/python -m benchmarks.bench_access && $(BIN)/python benchmarks/bench_referrer.py && $(BIN)/python benchmarks/bench_writer.py && $(BIN)/python -m benchmarks.bench_flows && $(BIN)/python -m benchmarks.bench_pins
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(DEMO) .pytest_cache

@@ -217,7 +217,9 @@ def cook_referrer(
         src_prov = json.loads(ds.attrs.get("provenance", "{}") or "{}")
         scan = src_prov.get("scan", {})
         data = rec.cook(ds, spice, **overrides)
-        pin = fs.pin(source, storage_options)
+        # the digest recorded when the source was written (no full read): a copied or
+        # moved source still matches
+        pin = fs.pin(source, storage_options, full="recorded")
         record = provenance.record(
             recipe=rec.name,
             recipe_version=rec.version,

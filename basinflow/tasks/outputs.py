@@ -11,25 +11,29 @@
   extension replaced by ``.current.json``; :func:`set_current` switches it (roll back by
   pointing it at an older output), :func:`current_output` reads it.
 * **Writing**: :func:`write_output` commits a referrer atomically, with the output's own
-  storage options.
+  storage options, and records its full digest beside it (``<output>.pin.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from basinflow.catalog.template import output_template
-from basinflow.errors import OutputError
+from basinflow.errors import Error, OutputError
 from basinflow.storage import fs
 
 if TYPE_CHECKING:
     from basinflow.catalog import Scan
 
 SPICE_FIELD_LEN = 10
+
+logger = logging.getLogger(__name__)
 
 
 def spice_hash(
@@ -199,22 +203,42 @@ def write_output(
     dims: Mapping[str, int] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     strict: bool = False,
+    record_digest: bool = True,
 ) -> int:
-    """Write a referrer to ``url`` atomically; returns the bytes stored at ``url``."""
+    """Write a referrer to ``url`` atomically; returns the bytes stored at ``url``.
+
+    With ``record_digest`` the written file is hashed before the commit, while it is
+    still in the page cache, and its digest recorded beside it with the identity it has
+    after the commit (:func:`basinflow.storage.pins.record_written`): a later pin of this
+    referrer (a cook that reads it as a basin) takes the digest from there instead of
+    reading the whole file again, possibly from S3. A record that cannot be written costs
+    only that full read later: it is logged, not raised (the output is committed)."""
+    from basinflow.storage import pins
     from basinflow.storage.commit import atomic_output
     from basinflow.storage.referrer.write import write_referrer
 
     check_local_target(url)
-    with atomic_output(url, storage_options) as tmp:
-        stats = write_referrer(
-            tmp,
-            cooked,
-            referrer_url=url,
-            basins=basins,
-            provenance=provenance,
-            dims=dims,
-            strict=strict,
-        )
+    with contextlib.ExitStack() as stack:
+        held, content = None, None
+        with atomic_output(url, storage_options) as tmp:
+            stats = write_referrer(
+                tmp,
+                cooked,
+                referrer_url=url,
+                basins=basins,
+                provenance=provenance,
+                dims=dims,
+                strict=strict,
+            )
+            if record_digest:
+                # kept open across the commit: its fstat is this file's identity afterwards
+                held = stack.enter_context(open(tmp, "rb"))
+                content = pins.digest_of(held)
+        if held is not None and content is not None:
+            try:
+                pins.record_written(url, held, content, storage_options)
+            except Error as exc:
+                logger.warning("%s: digest not recorded (%s); pins will read the file", url, exc)
     return int(fs.info(url, storage_options).get("size") or stats.bytes)
 
 

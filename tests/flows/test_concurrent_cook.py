@@ -63,7 +63,10 @@ def test_two_flows_cook_the_same_scans(tmp_path):
     repo = open_repository(cfg, "demo")
     for scan in SCANS:
         files = sorted(os.listdir(out / "p1" / scan))
-        assert files == ["normalize.current.json", "normalize.h5"], (scan, files)
+        assert files == ["normalize.current.json", "normalize.h5", "normalize.h5.pin.json"], (
+            scan,
+            files,
+        )
         url = (out / "p1" / scan / "normalize.h5").as_uri()
         ref = cook(repo["p1"][scan], "normalize", output=f"file://{tmp_path}/ref/{{scan}}.h5")
         assert cooked_arrays(url) == cooked_arrays(ref.output), scan

@@ -1,9 +1,12 @@
 """A static HTTP server that honours ``Range`` (aiohttp), with a request log.
 
 Run as ``python tests/support/httpserver.py ROOT [--port 0] [--log FILE]
-[--redirect PREFIX=LOCATION ...]``; it prints ``PORT <n>`` once listening. A request whose
-path starts with ``PREFIX`` is answered ``302 Found`` with ``Location: LOCATION`` followed
-by the rest of the path (logged like any other request). ``GET /__stats__`` returns
+[--redirect PREFIX=LOCATION ...] [--no-validators]``; it prints ``PORT <n>`` once listening.
+``--no-validators`` strips ``ETag`` and ``Last-Modified`` from every answer, as some
+servers (object gateways, CGI scripts, proxies) do: a file's pin then has no identity.
+A request whose path starts with ``PREFIX`` is answered ``302 Found`` with
+``Location: LOCATION`` followed by the rest of the path (logged like any other request).
+``GET /__stats__`` returns
 request and byte counts so tests and benchmarks count what was really transferred;
 ``POST /__reset__`` zeroes them.
 Directory listings are HTML (fsspec's HTTP glob parses them). Each line of the request
@@ -23,7 +26,10 @@ from aiohttp import web
 
 
 def make_app(
-    root: Path, log: Path | None = None, redirects: dict[str, str] | None = None
+    root: Path,
+    log: Path | None = None,
+    redirects: dict[str, str] | None = None,
+    validators: bool = True,
 ) -> web.Application:
     stats = {"requests": 0, "bytes": 0, "paths": []}
 
@@ -55,6 +61,9 @@ def make_app(
     async def count_bytes(request: web.Request, response: web.StreamResponse) -> None:
         # a FileResponse learns its length (whole file or the Range) only while it is
         # prepared, after the middleware has returned: count it here, from the header
+        if not validators:
+            response.headers.pop("ETag", None)
+            response.headers.pop("Last-Modified", None)
         if request.path.startswith("/__") or request.method != "GET":
             return
         stats["bytes"] += int(response.headers.get("Content-Length") or 0)
@@ -74,8 +83,10 @@ def make_app(
     return app
 
 
-async def _main(root: Path, port: int, log: Path | None, redirects: dict[str, str]) -> None:
-    runner = web.AppRunner(make_app(root, log, redirects), access_log=None)
+async def _main(
+    root: Path, port: int, log: Path | None, redirects: dict[str, str], validators: bool
+) -> None:
+    runner = web.AppRunner(make_app(root, log, redirects, validators), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
@@ -90,10 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log")
     ap.add_argument("--redirect", action="append", default=[], metavar="PREFIX=LOCATION")
+    ap.add_argument("--no-validators", action="store_true", help="send no ETag/Last-Modified")
     a = ap.parse_args(argv)
     redirects = dict(r.split("=", 1) for r in a.redirect)
+    log = Path(a.log) if a.log else None
     try:
-        asyncio.run(_main(Path(a.root), a.port, Path(a.log) if a.log else None, redirects))
+        asyncio.run(_main(Path(a.root), a.port, log, redirects, not a.no_validators))
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -78,11 +78,14 @@ def http_server(
     root: str | os.PathLike,
     log: str | os.PathLike | None = None,
     redirects: dict[str, str] | None = None,
+    validators: bool = True,
 ):
     """A Range-honouring static HTTP server on 127.0.0.1 serving ``root``; ``redirects``
     maps path prefixes to the location a ``302`` sends their requests to (the rest of the
-    path appended)."""
+    path appended); ``validators=False``: answers carry no ``ETag``/``Last-Modified``."""
     cmd = [sys.executable, str(HERE / "httpserver.py"), str(root)]
+    if not validators:
+        cmd.append("--no-validators")
     if log:
         cmd += ["--log", str(log)]
     for prefix, location in (redirects or {}).items():
