@@ -13,8 +13,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from basinflow.catalog.listing import list_keys
+from basinflow.catalog.summaries import SummaryCache
 from basinflow.catalog.template import OUTPUT_FIELDS, Template
-from basinflow.errors import ProposalNotFound, ScanNotFound
+from basinflow.errors import Error, ProposalNotFound, ScanNotFound
 from basinflow.keys import handle_map, handle_of, natural_sorted, validate_key
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class _Keyed:
         return key in self.keys()
 
     def _drop_cache(self) -> None:
-        for name in ("_handles", "_children", "_keys", "_detected_layout"):
+        for name in ("_handles", "_children", "_keys", "_detected_layout", "_summaries"):
             self.__dict__.pop(name, None)
 
 
@@ -219,6 +220,12 @@ class Proposal(_Keyed):
         return Scan(self, key)
 
     @cached_property
+    def _summaries(self) -> SummaryCache:
+        """Summaries read before, by any process, of this proposal's local scans."""
+        repo = self.repository
+        return SummaryCache.for_proposal(self.template.text, repo.layout, repo.layout_options)
+
+    @cached_property
     def spice(self) -> ProposalSpice:
         """The proposal's spice (a memory store when the repository names none)."""
         from basinflow.spice import FsspecSpiceStore, MemorySpiceStore, ProposalSpice
@@ -301,10 +308,36 @@ class Scan:
 
     @cached_property
     def summary(self) -> dict[str, Any]:
-        """Type, frame count, scanned axes with ranges, detector shape and dtype."""
-        from basinflow.storage.layouts import summarize
+        """Type, frame count, scanned axes with ranges, detector shape and dtype.
 
-        return summarize(self.content)
+        A local scan's summary comes from the proposal's summary cache when none of its
+        files changed since it was recorded (:mod:`basinflow.catalog.summaries`): then
+        the file is only stat'ed, not opened."""
+        from basinflow.storage.layouts import summarize
+        from basinflow.storage.pins import identity
+
+        cache = self.proposal._summaries
+        if not cache.enabled:
+            return summarize(self.content)
+        opts = self.storage_options
+        if "content" not in self.__dict__:
+            hit = cache.get(self.key, lambda u: identity(u, opts))
+            if hit is not None:
+                return hit
+        # the identity before the read: a file rewritten meanwhile is read again next time
+        files: dict[str, Any] | None
+        try:
+            files = {self.pin_url: identity(self.pin_url, opts)}
+        except Error:
+            files = None  # the read below says what is wrong with the file
+        summary = summarize(self.content)
+        if files is not None:
+            try:
+                files.update({u: identity(u, opts) for u in self.content.sources})
+            except Error:
+                return summary  # a source that cannot be stat'ed: nothing to vouch with
+            cache.put(self.key, files, summary)
+        return summary
 
     @cached_property
     def pin(self) -> dict[str, Any]:
