@@ -110,9 +110,7 @@ class SummaryCache:
                     continue  # a torn last line, or a line from elsewhere
         return self._entries
 
-    def get(
-        self, scan: str, identity_of: Callable[[str], dict[str, Any]]
-    ) -> dict[str, Any] | None:
+    def get(self, scan: str, identity_of: Callable[[str], dict[str, Any]]) -> dict[str, Any] | None:
         """The cached summary of ``scan`` if every file it came from is unchanged."""
         if self.path is None:
             return None
