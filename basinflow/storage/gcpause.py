@@ -66,9 +66,10 @@ _phase: OrderedDict[str, None] = OrderedDict.fromkeys(("start", "stop"))
 _collector: int | None = None
 
 
-def _who(phase: str, info: dict) -> None:
+def _who(phase: str, info: dict, _ident=threading.get_ident) -> None:
+    # get_ident bound at definition: collections at interpreter exit still find it
     global _collector
-    _collector = threading.get_ident() if phase == "start" else None
+    _collector = _ident() if phase == "start" else None
 
 
 def _install() -> None:
