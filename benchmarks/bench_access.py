@@ -57,9 +57,14 @@ CONTENDERS = ("basinflow", "h5py + fsspec defaults", "h5py + fsspec tuned")
 
 
 def _fresh_fsspec():
-    # fsspec caches filesystem instances (and their listings): start each call cold
+    # fsspec caches filesystem instances (and their listings, sessions, connections): start
+    # each call cold. basinflow's subclasses (storage/fs.py EXTENSIONS) have caches of their
+    # own, which clearing fsspec's classes leaves alone: clear those too
+    from basinflow.storage import fs
+
     for proto in ("http", "s3"):
         fsspec.get_filesystem_class(proto).clear_instance_cache()
+        fs.filesystem_class(f"{proto}://x").clear_instance_cache()
 
 
 def counted(server, fn: Callable[[], object]) -> Callable[[], dict]:
