@@ -12,6 +12,8 @@ import tempfile
 _PREFECT_HOME = tempfile.mkdtemp(prefix="basinflow-prefect-")
 os.environ.update(
     {
+        # the summary cache in a directory of the run's own, never the user's ~/.cache
+        "BASINFLOW_CACHE": tempfile.mkdtemp(prefix="basinflow-cache-"),
         "PREFECT_HOME": _PREFECT_HOME,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",

@@ -77,7 +77,7 @@ FLOORS: dict[str, list[set[str]]] = {
         {"cooking"},
         {"worker"},
     ],
-    "catalog": [{"template"}, {"listing"}, {"repository"}],
+    "catalog": [{"template", "summaries"}, {"listing"}, {"repository"}],
     "flows": [
         {"artifacts", "liveness", "parameters", "runtime"},
         {"binding", "cook_tasks"},

@@ -21,11 +21,19 @@ INDEX_NAME = "basinflow-index.json"
 
 
 def list_keys(
-    template: Template, field: str, storage_options: Mapping[str, Any] | None = None
+    template: Template,
+    field: str,
+    storage_options: Mapping[str, Any] | None = None,
+    indexes: dict[str, bytes | None] | None = None,
 ) -> list[str]:
-    """Distinct valid keys of ``field`` in natural order (other fields already filled)."""
+    """Distinct valid keys of ``field`` in natural order (other fields already filled).
+
+    ``indexes``: index files fetched so far (URL -> body, ``None`` where absent), shared
+    by the listings of one repository so that listing its proposals and then each
+    proposal's scans fetches the index once, not once per level (its owner drops it on
+    ``refresh()``)."""
     unlisted: dict[str, str] = {}
-    found = _from_path(template, field, storage_options)
+    found = _from_path(template, field, storage_options, indexes)
     if found is None:
         found = _from_fragment(template, field, storage_options, unlisted)
     for k in found:
@@ -44,13 +52,13 @@ def list_keys(
     return natural_sorted({k for k in found if is_valid_key(k)})
 
 
-def _from_path(template: Template, field: str, storage_options) -> set[str] | None:
+def _from_path(template: Template, field: str, storage_options, indexes=None) -> set[str] | None:
     spec = template.glob_for(field)
     if spec is None:
         return None
     pattern, rx = spec
     if template.scheme in ("http", "https"):
-        hits = _glob_index(template, pattern, storage_options)
+        hits = _glob_index(template, pattern, storage_options, {} if indexes is None else indexes)
         if hits is None:
             hits = _glob(pattern, storage_options)
     else:
@@ -73,19 +81,25 @@ def _glob(pattern: str, storage_options) -> list[str]:
         raise fs.translate_errors(pattern, exc) from exc
 
 
-def _glob_index(template: Template, pattern: str, storage_options) -> list[str] | None:
+def _glob_index(
+    template: Template, pattern: str, storage_options, indexes: dict[str, bytes | None]
+) -> list[str] | None:
     """Match ``pattern`` against ``basinflow-index.json`` at the root or a parent of it."""
     base = template.root.rstrip("/")
     host_root = base.split("://", 1)[0] + "://" + base.split("://", 1)[1].split("/", 1)[0]
     while True:
         url = f"{base}/{INDEX_NAME}"
-        fsys, path = fs.url_to_fs(url, storage_options)
-        try:
-            blob = fsys.cat_file(path)
-        except FileNotFoundError:
-            blob = None
-        except Exception as exc:
-            raise fs.translate_errors(url, exc) from exc
+        if url in indexes:
+            blob = indexes[url]
+        else:
+            fsys, path = fs.url_to_fs(url, storage_options)
+            try:
+                blob = fsys.cat_file(path)
+            except FileNotFoundError:
+                blob = None
+            except Exception as exc:
+                raise fs.translate_errors(url, exc) from exc
+            indexes[url] = blob
         if blob is not None:
             try:
                 files = json.loads(blob)["files"]

@@ -13,8 +13,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from basinflow.catalog.listing import list_keys
+from basinflow.catalog.summaries import SummaryCache
 from basinflow.catalog.template import OUTPUT_FIELDS, Template
-from basinflow.errors import ProposalNotFound, ScanNotFound
+from basinflow.errors import Error, ProposalNotFound, ScanNotFound
 from basinflow.keys import handle_map, handle_of, natural_sorted, validate_key
 
 if TYPE_CHECKING:
@@ -102,7 +103,14 @@ class _Keyed:
         return key in self.keys()
 
     def _drop_cache(self) -> None:
-        for name in ("_handles", "_children", "_keys", "_detected_layout"):
+        for name in (
+            "_handles",
+            "_children",
+            "_keys",
+            "_detected_layout",
+            "_summaries",
+            "_indexes",
+        ):
             self.__dict__.pop(name, None)
 
 
@@ -168,10 +176,17 @@ class Repository(_Keyed):
 
     def keys(self) -> list[str]:
         if "_keys" not in self.__dict__:
-            self.__dict__["_keys"] = list_keys(self.template, "proposal", self.storage_options)
+            self.__dict__["_keys"] = list_keys(
+                self.template, "proposal", self.storage_options, self._indexes
+            )
         return self.__dict__["_keys"]
 
     proposals = keys
+
+    @cached_property
+    def _indexes(self) -> dict[str, bytes | None]:
+        """Listing index files fetched by this repository's listings (see list_keys)."""
+        return {}
 
     def _make(self, key: str) -> Proposal:
         return Proposal(self, key)
@@ -209,7 +224,7 @@ class Proposal(_Keyed):
     def keys(self) -> list[str]:
         if "_keys" not in self.__dict__:
             self.__dict__["_keys"] = list_keys(
-                self.template, "scan", self.repository.storage_options
+                self.template, "scan", self.repository.storage_options, self.repository._indexes
             )
         return self.__dict__["_keys"]
 
@@ -217,6 +232,12 @@ class Proposal(_Keyed):
 
     def _make(self, key: str) -> Scan:
         return Scan(self, key)
+
+    @cached_property
+    def _summaries(self) -> SummaryCache:
+        """Summaries read before, by any process, of this proposal's local scans."""
+        repo = self.repository
+        return SummaryCache.for_proposal(self.template.text, repo.layout, repo.layout_options)
 
     @cached_property
     def spice(self) -> ProposalSpice:
@@ -235,6 +256,8 @@ class Proposal(_Keyed):
 
     def refresh(self) -> Proposal:
         self._drop_cache()
+        # the index files too: a new scan is listed there, not in this object
+        self.repository.__dict__.pop("_indexes", None)
         spice = self.__dict__.get("spice")
         if spice is not None:
             spice.refresh()
@@ -294,31 +317,75 @@ class Scan:
     @cached_property
     def content(self) -> ScanContent:
         """What the layout found in the scan's files: metadata and lazy arrays."""
-        from basinflow.storage import layouts
+        from basinflow.storage import hdf5, layouts
 
-        layout = layouts.layout_class(self.layout_name)(**self.repository.layout_options)
-        return layout.read(self.path_url, self.fragment, self.storage_options).validate()
+        repo = self.repository
+        url, fragment, opts = self.path_url, self.fragment, self.storage_options
+        first = repo.layout == "auto" and "_detected_layout" not in repo.__dict__
+        if first and not url.endswith("/"):
+            # the first scan read: detect the layout on the handle the read then uses
+            # (one open of the file, not two: remotely a HEAD and 2-3 blocks fewer)
+            handle = hdf5.open_h5(url, opts)
+            try:
+                name = layouts.classify(handle, fragment)
+                repo.__dict__["_detected_layout"] = name
+                layout = layouts.layout_class(name)(**repo.layout_options)
+                if isinstance(layout, layouts.HDF5Layout):
+                    where = f"{url}#{fragment or ''}"
+                    return layout.read_open(handle, url, fragment, opts, where).validate()
+            finally:
+                handle.close()
+        layout = layouts.layout_class(self.layout_name)(**repo.layout_options)
+        return layout.read(url, fragment, opts).validate()
 
     @cached_property
     def summary(self) -> dict[str, Any]:
-        """Type, frame count, scanned axes with ranges, detector shape and dtype."""
-        from basinflow.storage.layouts import summarize
+        """Type, frame count, scanned axes with ranges, detector shape and dtype.
 
-        return summarize(self.content)
+        A local scan's summary comes from the proposal's summary cache when none of its
+        files changed since it was recorded (:mod:`basinflow.catalog.summaries`): then
+        the file is only stat'ed, not opened."""
+        from basinflow.storage.layouts import summarize
+        from basinflow.storage.pins import identity
+
+        cache = self.proposal._summaries
+        if not cache.enabled:
+            return summarize(self.content)
+        opts = self.storage_options
+        if "content" not in self.__dict__:
+            hit = cache.get(self.key, lambda u: identity(u, opts))
+            if hit is not None:
+                return hit
+        # the identity before the read: a file rewritten meanwhile is read again next time
+        files: dict[str, Any] | None
+        try:
+            files = {self.pin_url: identity(self.pin_url, opts)}
+        except Error:
+            files = None  # the read below says what is wrong with the file
+        summary = summarize(self.content)
+        if files is not None:
+            try:
+                files.update({u: identity(u, opts) for u in self.content.sources})
+            except Error:
+                return summary  # a source that cannot be stat'ed: nothing to vouch with
+            cache.put(self.key, files, summary)
+        return summary
 
     @cached_property
     def pin(self) -> dict[str, Any]:
         """What the scan's file is now (size, mtime/ETag, content id)."""
         from basinflow.storage import fs
 
-        pin = fs.pin(self.pin_url, self.storage_options)
+        # content="auto": a remote file with an ETag/VersionId is pinned by it alone (its
+        # sampled content would be 32 KiB fetched for display only; see storage.pins)
+        pin = fs.pin(self.pin_url, self.storage_options, content="auto")
         # frames in other files (VDS sources, external links) are part of what the scan
         # is: a detector file that appears or changes makes cooked outputs stale
         # (the scan's metadata is read for it: a pin without them would call a scan
         # unchanged whose detector file changed)
         extra = self.content.sources
         if extra:
-            pin["sources"] = {u: fs.pin(u, self.storage_options) for u in extra}
+            pin["sources"] = {u: fs.pin(u, self.storage_options, content="auto") for u in extra}
         return pin
 
     @property

@@ -16,7 +16,6 @@ Graphs carry only URLs, options and the chunk index — never an open handle.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import threading
@@ -30,7 +29,7 @@ import numpy as np
 from xarray.backends import CachingFileManager
 
 from basinflow.errors import Error, LayoutError, NotFound, NotHDF5Error
-from basinflow.storage import codecs, deflate, fs, retry
+from basinflow.storage import codecs, deflate, fs, gcpause, retry
 from basinflow.storage.shuffle import unshuffle
 
 _DAMAGED = "the file is damaged or truncated: copy it again from its source, or leave the scan out"
@@ -39,27 +38,31 @@ _H5_LOCK = threading.Lock()  # libhdf5 is not thread-safe; h5py serialises, we m
 
 
 class _H5Handle:
-    """An h5py.File plus the file object under it, closed together."""
+    """An h5py.File plus the file object under it, closed together.
 
-    def __init__(self, url: str, options_json: str, mode: str = "r"):
+    A remote file is read by libhdf5 through fsspec, whose I/O runs on its own thread
+    while this one holds h5py's global lock: from open to close the handle keeps cyclic
+    garbage collection paused (:mod:`~basinflow.storage.gcpause` says why and why that
+    suffices). ``section=False`` leaves that to the caller: a handle kept open in a cache
+    (:func:`manager`) is used only inside the caller's own sections.
+    """
+
+    def __init__(self, url: str, options_json: str, mode: str = "r", section: bool = True):
         self.url = url
         self._fileobj = None
+        self._section = False
         path = fs.local_path(url)
         try:
             if path is not None:
                 self.file = h5py.File(path, "r")
             else:
-                # libhdf5 reads a remote file through fsspec, whose I/O runs on its own
-                # event-loop thread while this thread holds h5py's global lock. If the
-                # cyclic GC then runs on the I/O thread and frees some h5py object, that
-                # dealloc waits for the lock: a deadlock. Collect pending garbage here,
-                # on this thread, before h5py takes the lock (it cost ~2x in test runtime).
-                gc.collect()
+                if section:
+                    gcpause.enter()
+                    self._section = True
                 self._fileobj = fs.open_input(url, json.loads(options_json))
                 self.file = h5py.File(self._fileobj, "r")
         except Error:
-            if self._fileobj is not None:
-                self._fileobj.close()
+            self._release()
             raise
         except (OSError, ValueError) as exc:
             # h5py re-raises what the file object raised: a read that failed transiently
@@ -71,16 +74,13 @@ class _H5Handle:
             reason = str(exc)
             # Drop h5py's frames now: kept alive by the exception chain, the half-opened
             # file's h5py objects would be freed later by the cyclic GC in whatever thread
-            # runs it; in fsspec's I/O thread their dealloc waits for h5py's global lock,
-            # held by a main thread that waits for that I/O thread: a deadlock (seen as
-            # test runs stalling in the next remote open).
+            # runs it (see gcpause on the deadlock that can cause).
             exc.__traceback__ = None
             failed = True
         else:
             failed = False
         if failed:
-            if self._fileobj is not None:
-                self._fileobj.close()
+            self._release()
             if transient is not None:
                 raise transient
             if missing:
@@ -90,12 +90,20 @@ class _H5Handle:
                 "copy it again from its source, or check that the template points at HDF5 files"
             )
 
+    def _release(self) -> None:
+        try:
+            if self._fileobj is not None:
+                self._fileobj.close()
+        finally:
+            if self._section:
+                self._section = False
+                gcpause.leave()
+
     def close(self) -> None:
         try:
             self.file.close()
         finally:
-            if self._fileobj is not None:
-                self._fileobj.close()
+            self._release()
 
 
 def _options_json(storage_options: Mapping[str, Any] | None) -> str:
@@ -104,7 +112,9 @@ def _options_json(storage_options: Mapping[str, Any] | None) -> str:
 
 def manager(url: str, storage_options: Mapping[str, Any] | None = None) -> CachingFileManager:
     """A picklable, per-process cached opener for ``url``."""
-    return CachingFileManager(_H5Handle, url, _options_json(storage_options), mode="r")
+    return CachingFileManager(
+        _H5Handle, url, _options_json(storage_options), mode="r", kwargs={"section": False}
+    )
 
 
 def open_h5(url: str, storage_options: Mapping[str, Any] | None = None) -> _H5Handle:
@@ -350,18 +360,28 @@ class H5Array:
         return block[(slice(lo, lo + stop - start), *key[1:])]
 
     def _via_h5(self, key):
-        handle = manager(self.url, self.storage_options)
+        remote = fs.local_path(self.url) is None
+        if remote:
+            gcpause.enter()  # libhdf5 reads through fsspec's I/O thread: see gcpause
         try:
-            with _H5_LOCK:
-                return np.asarray(get_object(handle.acquire(), self.path, "dataset")[key])
-        except Error:
-            raise
-        except Exception as exc:
-            if retry.transient_cause(exc) is None:
+            handle = manager(self.url, self.storage_options)
+            try:
+                with _H5_LOCK:
+                    return np.asarray(get_object(handle.acquire(), self.path, "dataset")[key])
+            except Error:
                 raise
-            # name the URL; drop h5py's frames (see _H5Handle on the deadlock they cause)
-            translated = fs.translate_errors(self.url, exc)
-            exc.__traceback__ = None
+            except Exception as exc:
+                if retry.transient_cause(exc) is None:
+                    raise
+                # name the URL; drop h5py's frames (see _H5Handle on the deadlock they cause)
+                translated = fs.translate_errors(self.url, exc)
+                exc.__traceback__ = None
+            finally:
+                # the last manager of a file closes it when it goes: inside the section
+                del handle
+        finally:
+            if remote:
+                gcpause.leave()
         raise translated
 
     def _decode(self, raw: bytes, mask: int, items: int) -> np.ndarray:

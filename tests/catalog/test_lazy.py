@@ -95,3 +95,13 @@ def test_refresh_invalidates_listing_summary_and_layout(tmp_path):
     assert repo.proposals() == ["p1", "p2"]
     assert repo["p1"].scans() == ["1", "2"]
     assert repo["p1"] is not scan.proposal  # children rebuilt after refresh
+
+
+def test_the_first_scan_of_an_auto_repository_is_opened_once(http_server):
+    """Layout detection and the summary read share one open of the file (one HEAD)."""
+    repo = bf.Repository(f"{http_server.url}/{samples.TEMPLATES['nexus']}")
+    scan = repo[repo.proposals()[0]][repo[repo.proposals()[0]].scans()[0]]
+    n0 = len(http_server.requests())
+    assert scan.summary["frames"] > 0 and scan.layout_name == "nexus"
+    heads = [r for r in http_server.requests()[n0:] if r["method"] == "HEAD"]
+    assert len(heads) == 1, heads

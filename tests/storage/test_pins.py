@@ -402,3 +402,16 @@ def test_the_layout_names_outside_files_but_never_opens_them(tmp_path):
     assert secret.opens() > 0 and raw.opens() > 0
     secret.close()
     raw.close()
+
+
+def test_scan_pins_sample_content_only_where_cheap_or_needed(http_server, sample_root):
+    """``content="auto"``: a remote file with an ETag is pinned by it alone (no 2 x 16 KiB
+    ranges); a local file keeps its sampled content id (two preads)."""
+    path = next((sample_root / "nexus").glob("*/*.h5"))
+    url = f"{http_server.url}/{path.relative_to(sample_root).as_posix()}"
+    http_server.reset()
+    remote = pins.pin(url, content="auto")
+    assert remote.get("etag") and "content_id" not in remote
+    assert http_server.stats()["requests"] == 1  # the HEAD
+    assert pins.verdict(remote, url) == (True, "same identity")
+    assert "content_id" in pins.pin(str(path), content="auto")

@@ -10,7 +10,13 @@ import h5py
 
 from basinflow.errors import ConfigError, LayoutError
 from basinflow.plugins import Registry
-from basinflow.storage.layouts.base import Layout, ScanContent, summarize, to_dataset
+from basinflow.storage.layouts.base import (
+    HDF5Layout,
+    Layout,
+    ScanContent,
+    summarize,
+    to_dataset,
+)
 
 
 def _check(name: str, obj: object) -> type[Layout]:
@@ -53,32 +59,42 @@ def detect(url: str, fragment: str | None, storage_options=None) -> str:
     if url.endswith("/"):
         return "tiff"
     from basinflow.storage import hdf5
-    from basinflow.storage.layouts.nxrules import text
 
     handle = hdf5.open_h5(url, storage_options)
     try:
-        root = handle.file
-        writer = " ".join(text(root.attrs.get(k, "")) for k in ("publisher", "creator")).lower()
-        path = fragment if fragment not in (None, "", "*") else "/"
-        obj = hdf5.get_object(handle, path, "scan")
-        entry_with_measurement = text(obj.attrs.get("NX_class", "")) == "NXentry" and isinstance(
-            obj.get("measurement"), h5py.Group
-        )
-        if "bliss" in writer or entry_with_measurement:
-            return "bliss"
-        if obj.attrs.get("NX_class") is not None or any(
-            hasattr(v, "attrs") and v.attrs.get("NX_class") is not None for v in obj.values()
-        ):
-            return "nexus"
-        return "groups"
+        return classify(handle, fragment)
     finally:
         handle.close()
 
 
+def classify(handle, fragment: str | None) -> str:
+    """:func:`detect` on an HDF5 file already open (``hdf5.open_h5``): the caller can then
+    read the scan through the same handle instead of opening the file twice."""
+    from basinflow.storage import hdf5
+    from basinflow.storage.layouts.nxrules import text
+
+    root = handle.file
+    writer = " ".join(text(root.attrs.get(k, "")) for k in ("publisher", "creator")).lower()
+    path = fragment if fragment not in (None, "", "*") else "/"
+    obj = hdf5.get_object(handle, path, "scan")
+    entry_with_measurement = text(obj.attrs.get("NX_class", "")) == "NXentry" and isinstance(
+        obj.get("measurement"), h5py.Group
+    )
+    if "bliss" in writer or entry_with_measurement:
+        return "bliss"
+    if obj.attrs.get("NX_class") is not None or any(
+        hasattr(v, "attrs") and v.attrs.get("NX_class") is not None for v in obj.values()
+    ):
+        return "nexus"
+    return "groups"
+
+
 __all__ = [
+    "HDF5Layout",
     "Layout",
     "LayoutError",
     "ScanContent",
+    "classify",
     "detect",
     "layout_class",
     "refresh",

@@ -307,10 +307,16 @@ def _is_image(ds: h5py.Dataset) -> bool:
 
 
 def _walk_groups(group: h5py.Group, depth: int = 3):
+    """The groups down to ``depth`` levels below ``group``. Members are classified
+    before they are opened (``getclass``: one object-info call, no h5py object): an
+    entry holds mostly datasets, and opening each only to drop it was most of a local
+    summary's CPU time (benchmarks/RESULTS.md, B2)."""
     if depth == 0:
         return
     for name in group:
-        obj = group.get(name)  # None for a broken link: not ours to read here
+        if group.get(name, getclass=True) is not h5py.Group:
+            continue  # a dataset, or a broken link (None): not ours to read here
+        obj = group.get(name)
         if isinstance(obj, h5py.Group):
             yield obj
             yield from _walk_groups(obj, depth - 1)

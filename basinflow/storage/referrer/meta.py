@@ -30,7 +30,7 @@ from basinflow.errors import (
     StorageError,
     UntrustedBasinError,
 )
-from basinflow.storage import fs
+from basinflow.storage import fs, gcpause
 from basinflow.storage.hdf5_links import link_of
 from basinflow.storage.referrer.audit import hard as _hard
 from basinflow.storage.referrer.basins import (
@@ -62,6 +62,22 @@ def _local_file(path: str) -> Any:
     return fsspec.filesystem("file").open(path, "rb")
 
 
+class _Paused:
+    """A remote file object whose ``close`` also ends the caller's GC pause."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self._open = True
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        finally:
+            if self._open:
+                self._open = False
+                gcpause.leave()
+
+
 def open_h5(url: str, storage_options: Mapping[str, Any] | None, what: str):
     """``(h5py.File, file object)`` of an HDF5 file, read through the file object; errors
     name ``what`` and ``url`` (:class:`BasinUnavailableError`, :class:`NotHDF5Error`)."""
@@ -78,9 +94,16 @@ def open_h5(url: str, storage_options: Mapping[str, Any] | None, what: str):
             except Exception:
                 fobj.close()
                 raise
-        fobj = fs.open_input(url, storage_options)
+        # libhdf5 reads through fsspec's I/O thread until the caller closes the file
+        # object: cyclic GC stays paused until then (gcpause says why)
+        gcpause.enter()
         try:
-            return h5py.File(fobj, "r"), fobj
+            fobj = _Paused(fs.open_input(url, storage_options))
+        except BaseException:
+            gcpause.leave()
+            raise
+        try:
+            return h5py.File(fobj.raw, "r"), fobj
         except Exception:
             fobj.close()
             raise
