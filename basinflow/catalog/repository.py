@@ -374,18 +374,18 @@ class Scan:
     @cached_property
     def pin(self) -> dict[str, Any]:
         """What the scan's file is now (size, mtime/ETag, content id)."""
-        from basinflow.storage import fs
+        from basinflow.storage import pins
 
         # content="auto": a remote file with an ETag/VersionId is pinned by it alone (its
         # sampled content would be 32 KiB fetched for display only; see storage.pins)
-        pin = fs.pin(self.pin_url, self.storage_options, content="auto")
+        pin = pins.pin(self.pin_url, self.storage_options, content="auto")
         # frames in other files (VDS sources, external links) are part of what the scan
         # is: a detector file that appears or changes makes cooked outputs stale
         # (the scan's metadata is read for it: a pin without them would call a scan
         # unchanged whose detector file changed)
         extra = self.content.sources
         if extra:
-            pin["sources"] = {u: fs.pin(u, self.storage_options, content="auto") for u in extra}
+            pin["sources"] = {u: pins.pin(u, self.storage_options, content="auto") for u in extra}
         return pin
 
     @property

@@ -1,4 +1,7 @@
-"""fsspec access: URLs to file systems, per-host storage options, pins.
+"""fsspec access: URLs to file systems, per-host storage options.
+
+Pins (what a file is now, and whether it still is) are :mod:`basinflow.storage.pins`,
+which builds on this module; this module never imports it.
 
 Why a module of our own around ``fsspec.core.url_to_fs``: credentials in
 ``storage_options`` belong to one host. :class:`HostOptions` hands them out only for
@@ -228,22 +231,6 @@ def info(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str
         raise translate_errors(url, exc) from exc
 
 
-def pin(url: str, storage_options: Mapping[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
-    """What a file is now: see :func:`basinflow.storage.pins.pin`."""
-    from basinflow.storage import pins
-
-    return pins.pin(url, storage_options, **kw)
-
-
-def pin_matches(
-    recorded: Mapping[str, Any], url: str, storage_options: Mapping[str, Any] | None = None
-) -> bool:
-    """Whether ``url`` still is what ``recorded`` pinned: :func:`basinflow.storage.pins.verdict`."""
-    from basinflow.storage import pins
-
-    return pins.pin_matches(recorded, url, storage_options)
-
-
 def open_input(
     url: str, storage_options: Mapping[str, Any] | None = None, *, block_size: int = 8 * 1024
 ):
@@ -318,8 +305,6 @@ __all__ = [
     "join",
     "local_path",
     "open_input",
-    "pin",
-    "pin_matches",
     "s3_endpoint",
     "scheme_of",
     "scoped_s3_options",

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from basinflow.errors import Error, RecipeError, UnreachableError
-from basinflow.storage import fs
+from basinflow.storage import fs, pins
 from basinflow.tasks import provenance
 from basinflow.tasks.freshness import cooked_by, pointer_behind, up_to_date
 from basinflow.tasks.outputs import write_output, write_pointer
@@ -219,7 +219,7 @@ def cook_referrer(
         data = rec.cook(ds, spice, **overrides)
         # the digest recorded when the source was written (no full read): a copied or
         # moved source still matches
-        pin = fs.pin(source, storage_options, full="recorded")
+        pin = pins.pin(source, storage_options, full="recorded")
         record = provenance.record(
             recipe=rec.name,
             recipe_version=rec.version,

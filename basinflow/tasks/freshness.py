@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from basinflow.errors import Error, NotFound, ReferrerError
-from basinflow.storage import fs
+from basinflow.storage import fs, pins
 from basinflow.tasks.outputs import pointer_lags, read_pointer
 from basinflow.tasks.provenance import read_provenance
 from basinflow.tasks.request import CookRequest, prepare, reading_of
@@ -54,8 +54,8 @@ def _pins_match(recorded: Mapping[str, Any], url: str, options) -> bool:
     """The scan's file still is what ``recorded`` pinned, and so is every other file its
     frames live in (VDS sources, external-link targets: ``recorded["sources"]``)."""
     try:
-        return fs.pin_matches(recorded, url, options) and all(
-            fs.pin_matches(p, u, options) for u, p in (recorded.get("sources") or {}).items()
+        return pins.pin_matches(recorded, url, options) and all(
+            pins.pin_matches(p, u, options) for u, p in (recorded.get("sources") or {}).items()
         )
     except NotFound:  # a file it was made from is gone: not up to date (a recook says why)
         return False

@@ -35,7 +35,7 @@ from basinflow.errors import (
     ReferrerError,
     UntrustedBasinError,
 )
-from basinflow.storage import fs, hdf5
+from basinflow.storage import fs, hdf5, pins
 from basinflow.storage.hdf5_links import candidates
 from basinflow.storage.referrer import basins as basins_mod
 from basinflow.storage.referrer import load as load_mod
@@ -531,7 +531,7 @@ def test_requests_for_basins_follow_no_redirect_but_raw_reads_do(redirecting):
     calls = {
         "info": lambda: fs.info(url, opts),
         "exists": lambda: fs.exists(url, opts),
-        "pin": lambda: fs.pin(url, opts),
+        "pin": lambda: pins.pin(url, opts),
         "cat_ranges": lambda: fs.cat_ranges(url, [(0, 8)], opts),
         "open_input": lambda: fs.open_input(url, opts),
         "h5py": lambda: hdf5.open_h5(url, opts),

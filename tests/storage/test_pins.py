@@ -73,7 +73,7 @@ def test_a_same_size_change_between_the_sampled_ends_is_stale(tmp_path):
         type="file",
         paths=["raw.h5"],
         datasets={"a": {"path": "/a", "dims": ["i"]}},
-        pin=fs.pin(str(dl / "raw.h5")),
+        pin=pins.pin(str(dl / "raw.h5")),
     )
     ref = _plain_ref(dl / "ref.h5", [basin], ds=xr.Dataset({"v": ("i", np.zeros(n))}))
     assert bf.open_referrer(str(ref)).a.values[n // 2] == n // 2
@@ -112,11 +112,11 @@ def test_a_copied_referrer_basin_matches_by_its_full_digest(cooked, tmp_path):
 def test_old_pins_still_need_mtime_and_sampled_content(tmp_path):
     path = tmp_path / "x.h5"
     path.write_bytes(b"x" * 100)
-    now = fs.pin(str(path))
+    now = pins.pin(str(path))
     old = {k: now[k] for k in ("size", "mtime", "content_id")}  # written before identities
-    assert fs.pin_matches(old, str(path))
+    assert pins.pin_matches(old, str(path))
     os.utime(path, (1, 1))
-    assert not fs.pin_matches(old, str(path))
+    assert not pins.pin_matches(old, str(path))
 
 
 def test_a_same_size_reupload_to_s3_is_stale(tmp_path, s3_server, s3_options):
@@ -133,7 +133,7 @@ def test_a_same_size_reupload_to_s3_is_stale(tmp_path, s3_server, s3_options):
         format="s3",
         urls=[url],
         datasets={"a": {"path": "/a", "dims": ["i"]}},
-        pin=fs.pin(url, s3_options),
+        pin=pins.pin(url, s3_options),
     )
     assert basin.pin["etag"]
     ref = _plain_ref(
@@ -160,7 +160,7 @@ def test_a_changed_source_of_a_basin_is_stale(tmp_path):
         layout[:] = h5py.VirtualSource("src.h5", "x", shape=(4,))
         f.create_virtual_dataset("v", layout)
     src = (dl / "src.h5").as_uri()
-    pin = {**fs.pin(str(dl / "raw.h5")), "sources": {src: fs.pin(src)}}
+    pin = {**pins.pin(str(dl / "raw.h5")), "sources": {src: pins.pin(src)}}
     basin = Basin(
         name="raw", type="file", paths=["raw.h5"], datasets={"v": {"path": "/v"}}, pin=pin
     )
@@ -211,7 +211,7 @@ def test_a_rewritten_chunk_is_stale_where_the_server_gives_no_identity(tmp_path)
     _compressed_frames(raw)
     with servers.http_server(www, validators=False) as server:
         url = f"{server.url}/raw.h5"
-        pin = fs.pin(url)
+        pin = pins.pin(url)
         assert not set(pins.IDENTITY_KEYS) & set(pin), pin  # the server gave no identity
         assert pin["layout"].startswith("h5l:")
         basin = Basin(
@@ -253,7 +253,7 @@ def test_an_edited_attribute_is_stale_where_the_server_gives_no_identity(tmp_pat
     _compressed_frames(www / "raw.h5")
     with servers.http_server(www, validators=False) as server:
         url = f"{server.url}/raw.h5"
-        pin = fs.pin(url)
+        pin = pins.pin(url)
         size = (www / "raw.h5").stat().st_size
         with h5py.File(www / "raw.h5", "a") as f:
             f["a"].attrs.modify("energy", 9.6)
@@ -273,7 +273,7 @@ def test_a_changed_layout_spares_the_full_read(tmp_path):
     _compressed_frames(raw, n=256)  # ~2.3 MiB
     with servers.http_server(www) as server:
         url = f"{server.url}/raw.h5"
-        pin = fs.pin(url, full=True)
+        pin = pins.pin(url, full=True)
         assert pin["etag"] and pin["layout"] and pin["digest"]
         with h5py.File(raw, "a") as f:
             f["a"][100] = 0
@@ -304,26 +304,26 @@ def test_a_written_referrer_records_its_digest_for_later_pins(cooked, tmp_path):
         st.st_ino,
         st.st_ctime_ns,
     )
-    assert fs.pin(result.output, full=True)["digest"] == record["digest"]
+    assert pins.pin(result.output, full=True)["digest"] == record["digest"]
     marked = {**record, "digest": "b2full:" + "0" * 64}
     with open(record_path, "w") as f:
         json.dump(marked, f)
-    assert fs.pin(result.output, full=True)["digest"] == marked["digest"]  # not read
-    assert "digest" not in fs.pin(result.output)  # only asked for
+    assert pins.pin(result.output, full=True)["digest"] == marked["digest"]  # not read
+    assert "digest" not in pins.pin(result.output)  # only asked for
     # a copy (with its record) is another inode: the record does not vouch for it
     copy = tmp_path / "copies" / "halve.h5"
     copy.parent.mkdir()
     shutil.copy(out, copy)
     shutil.copy(record_path, str(copy) + pins.RECORD_SUFFIX)
-    assert fs.pin(str(copy), full=True)["digest"] == record["digest"]  # read, and true
-    assert "digest" not in fs.pin(str(copy), full="recorded")
+    assert pins.pin(str(copy), full=True)["digest"] == record["digest"]  # read, and true
+    assert "digest" not in pins.pin(str(copy), full="recorded")
     # a change in place (size and mtime kept): ctime moved, the record is ignored
     middle = os.path.getsize(out) // 2
     with open(out, "rb") as f:
         f.seek(middle)
         flipped = bytes([f.read(1)[0] ^ 0xFF])
     _rewrite_keeping_mtime(out, middle, flipped)
-    now = fs.pin(result.output, full=True)["digest"]
+    now = pins.pin(result.output, full=True)["digest"]
     assert now == pins.digest(out) and now not in (record["digest"], marked["digest"])
 
 
@@ -360,7 +360,7 @@ def test_a_referrer_written_to_s3_records_its_digest_by_etag(s3_server, s3_optio
     ds = xr.Dataset({"v": ("index", np.arange(1000.0))})
     write_output(url, ds, basins=[], provenance={}, storage_options=s3_options)
     record = json.loads(filesystem.cat_file("pinned/out/ref.h5" + pins.RECORD_SUFFIX))
-    assert record["etag"] == fs.pin(url, s3_options)["etag"]
+    assert record["etag"] == pins.pin(url, s3_options)["etag"]
     assert record["digest"] == pins.digest(url, s3_options)
     assert pins.recorded_digest(url, s3_options) == record["digest"]
     write_output(
@@ -372,7 +372,7 @@ def test_a_referrer_written_to_s3_records_its_digest_by_etag(s3_server, s3_optio
         record_digest=False,
     )
     assert pins.recorded_digest(url, s3_options) is None  # the old record, another ETag
-    assert fs.pin(url, s3_options, full=True)["digest"] == pins.digest(url, s3_options)
+    assert pins.pin(url, s3_options, full=True)["digest"] == pins.digest(url, s3_options)
 
 
 def test_the_layout_names_outside_files_but_never_opens_them(tmp_path):

@@ -25,7 +25,6 @@ bytes, never on another file, even if this audit missed a case.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import h5py
@@ -33,8 +32,6 @@ import h5py
 from basinflow.errors import (
     BasinLimitError,
     BasinUnavailableError,
-    Error,
-    NotHDF5Error,
     ReferrerError,
     UntrustedBasinError,
 )
@@ -202,32 +199,10 @@ def check_directory(url: str, trust: Any, what: str) -> None:
         trust.check("file://" + entry, what=f"{what}: file")
 
 
-def check_hdf5(url: str, opts: Mapping[str, Any], what: str, trust: Any) -> None:
-    """An HDF5 file, and none that would make libhdf5 open an untrusted file."""
-    from basinflow.storage.referrer.meta import open_h5
-
-    f, fobj = open_h5(url, opts, what)
-    try:
-        audit(f, url, trust, what=what)
-    except Error:
-        raise
-    except (OSError, KeyError, ValueError, RuntimeError, RecursionError) as exc:
-        # libhdf5 failing on the file's own metadata: damaged, or crafted to fail
-        raise NotHDF5Error(
-            f"{what}: {url!r} has HDF5 metadata that cannot be read ({exc}); it was not "
-            "opened further: copy the file again from its source"
-        ) from exc
-    finally:
-        f.close()
-        if fobj is not None:
-            fobj.close()
-
-
 __all__ = [
     "MAX_AUDITED_FILES",
     "audit",
     "candidates",
     "check_directory",
-    "check_hdf5",
     "hard",
 ]

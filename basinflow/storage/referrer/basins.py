@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from basinflow.errors import BasinLimitError, ReferrerError
-from basinflow.storage import fs
+from basinflow.storage import fs, pins
 
 TYPES = ("file", "remote", "internal")
 FORMATS = ("hdf5", "http", "s3", "tiff")
@@ -314,7 +314,7 @@ def referrer_as_basin(
         layout="referrer",
         identifier=source_url.rsplit("/", 1)[-1],
         # a referrer may be copied or moved: a full digest still recognises it
-        pin=dict(pin) if pin else fs.pin(source_url, storage_options, full=True),
+        pin=dict(pin) if pin else pins.pin(source_url, storage_options, full=True),
         order=order,
         dim=dim,
     )

@@ -19,6 +19,7 @@ import xarray as xr
 
 from basinflow.errors import (
     BasinError,
+    Error,
     LayoutError,
     NotHDF5Error,
     RedirectRefusedError,
@@ -26,9 +27,9 @@ from basinflow.errors import (
     UntrustedBasinError,
 )
 from basinflow.storage import fs, pins
-from basinflow.storage.referrer.audit import check_directory, check_hdf5
+from basinflow.storage.referrer.audit import audit, check_directory
 from basinflow.storage.referrer.basins import Basin
-from basinflow.storage.referrer.meta import ReferrerMeta, open_xr
+from basinflow.storage.referrer.meta import ReferrerMeta, open_h5, open_xr
 from basinflow.storage.referrer.trust import Trust
 
 #: most HTTP redirects followed (each checked by the trust first) to resolve one location
@@ -306,6 +307,26 @@ def select(
 
 class BasinFormatError(BasinError, NotHDF5Error):
     """A basin exists but is not a file of its declared format (e.g. not HDF5)."""
+
+
+
+def check_hdf5(url: str, opts: Mapping[str, Any], what: str, trust: Any) -> None:
+    """An HDF5 file, and none that would make libhdf5 open an untrusted file."""
+    f, fobj = open_h5(url, opts, what)
+    try:
+        audit(f, url, trust, what=what)
+    except Error:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, RecursionError) as exc:
+        # libhdf5 failing on the file's own metadata: damaged, or crafted to fail
+        raise NotHDF5Error(
+            f"{what}: {url!r} has HDF5 metadata that cannot be read ({exc}); it was not "
+            "opened further: copy the file again from its source"
+        ) from exc
+    finally:
+        f.close()
+        if fobj is not None:
+            fobj.close()
 
 
 __all__ = [
