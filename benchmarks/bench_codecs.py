@@ -6,11 +6,13 @@ at 2**32 - 1, one frame per chunk, Bitshuffle-LZ4 as LIMA writes it) is read who
 * **h5py + hdf5plugin**: ``ds[i:i + k]`` slabs of whole chunks (the best a user writes:
   chunk-aligned reads, no per-frame calls), one thread (libhdf5 serialises anyway);
 * **basinflow**: the scan's ``H5Array`` (``storage/hdf5.py``: chunk bytes by ``pread``,
-  decoded by ``storage/codecs.py``: python-lz4 + a numba bit transpose), one thread, and
+  decoded by ``storage/codecs.py``: the ``bitshuffle`` library's C decoder after a compiled
+  check of the block headers), one thread, and
   through Dask with 2 threads (no global HDF5 lock on this path).
 
-Method (benchmarks/common.py): every contender warmed once (imports, numba JIT, page cache),
-then >= 5 interleaved rounds; median with min and max; the ratio of medians. Bytes: what each
+Method (benchmarks/common.py ``interleaved``): every contender warmed once (imports, numba
+JIT, page cache), then >= 5 rounds in rotated order; median with min and max; the ratio of
+medians. Bytes: what each
 reads from the file (compressed chunk bytes) against the decoded size.
 
 Usage::
@@ -21,11 +23,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
@@ -35,7 +34,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from basinflow.storage.hdf5 import H5Array
-from benchmarks.common import human_bytes, machine_info, markdown_table, now, write_report
+from benchmarks.common import (
+    human_bytes,
+    interleaved,
+    machine_info,
+    markdown_table,
+    now,
+    write_report,
+)
 
 SHAPE = (2162, 2068)
 
@@ -94,44 +100,50 @@ def run(frames: int, rounds: int) -> str:
             "basinflow, 2 threads (dask)": ours_2,
         }
         truth = h5py_read()
-        for fn in contenders.values():  # warm: imports, JIT, page cache; and check values
+        for fn in contenders.values():  # values checked equal before any timing
             np.testing.assert_array_equal(fn(), truth)
-        times: dict[str, list[float]] = {k: [] for k in contenders}
-        for _ in range(rounds):
-            for name, fn in contenders.items():
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
+        del truth
+        run = interleaved(contenders, rounds=rounds)
         f.close()
         compressed = int(arr.index.sizes.sum())
     decoded = frames * SHAPE[0] * SHAPE[1] * 4
-    base = statistics.median(times["h5py + hdf5plugin"])
+    base = "h5py + hdf5plugin"
     rows = []
-    for name, ts in times.items():
-        med = statistics.median(ts)
+    for name, timing in run.timings.items():
+        wall, cpu = timing.wall, timing.cpu
         rows.append(
             [
                 name,
-                round(med, 3),
-                round(min(ts), 3),
-                round(max(ts), 3),
-                round(decoded / med / 2**20),
-                round(base / med, 2),
+                round(wall.median, 3),
+                round(wall.min, 3),
+                round(wall.max, 3),
+                round(cpu.median, 3),
+                round(decoded / wall.median / 2**20),
+                round(run.ratio(base, name), 2),
                 human_bytes(compressed),
             ]
         )
     table = markdown_table(
-        rows, ["contender", "median s", "min s", "max s", "MiB/s decoded", "x h5py", "bytes read"]
+        rows,
+        [
+            "contender",
+            "median s",
+            "min s",
+            "max s",
+            "CPU s",
+            "MiB/s decoded",
+            "x h5py",
+            "bytes read",
+        ],
     )
-    load = os.getloadavg()
     return (
         f"# B8: Bitshuffle-LZ4 frames, direct chunk path vs h5py + hdf5plugin\n\n"
-        f"{now()}; {machine_info()}; load average {load[0]:.2f}\n\n"
+        f"{now()}; {machine_info()}; {run.load_line()}\n\n"
         f"Command: `.venv/bin/python benchmarks/bench_codecs.py --frames {frames} "
         f"--rounds {rounds}`\n\n{frames} frames of {SHAPE[0]}x{SHAPE[1]} uint32 "
         f"({human_bytes(decoded)} decoded, {human_bytes(compressed)} compressed, "
-        f"{decoded / compressed:.1f}x); {rounds} interleaved rounds after one warm-up each; "
-        f"values checked equal to h5py's.\n\n{table}\n"
+        f"{decoded / compressed:.1f}x); the method of benchmarks/common.py (one warm-up each, "
+        f"{rounds} rounds in rotated order, medians); values checked equal to h5py's.\n\n{table}\n"
     )
 
 

@@ -17,6 +17,7 @@ library). Both formats are the ones the HDF5 filters write:
 from __future__ import annotations
 
 import bitshuffle
+import numba
 import numpy as np
 from lz4 import block as lz4_block
 
@@ -65,21 +66,37 @@ def lz4_decode(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _check_blocks(data: bytes, n: int, block: int, itemsize: int) -> None:
-    """Every block's size field lies inside the chunk: the C decoder trusts them, and a
-    truncated chunk would make it read past the buffer (a crash, not an error)."""
-    view = memoryview(data)
-    pos, done, end = 12, 0, len(data)
-    body = n - n % 8
+@numba.njit(nogil=True, cache=True)
+def _blocks_end(data: np.ndarray, body: int, block: int) -> int:
+    """Where the last LZ4 block ends (``-1`` if a header lies past the chunk): each block's
+    position follows from the previous one's size, a walk of ~2,000 headers per Eiger frame
+    that cost ~1 ms per frame in Python (B8)."""
+    pos, done, end = 12, 0, data.size
     while done < body:
         if pos + 4 > end:
-            raise CodecError("chunk ends inside its block headers (truncated)")
-        size = int.from_bytes(view[pos : pos + 4], "big")
+            return -1
+        size = (
+            (np.int64(data[pos]) << 24)
+            | (np.int64(data[pos + 1]) << 16)
+            | (np.int64(data[pos + 2]) << 8)
+            | np.int64(data[pos + 3])
+        )
         pos += 4 + size
         m = min(block, body - done)
         done += m - m % 8
-    if pos + (n - body) * itemsize > end:
-        raise CodecError(f"chunk of {end} bytes is truncated (needs {pos + (n - body) * itemsize})")
+    return pos
+
+
+def _check_blocks(data: bytes, n: int, block: int, itemsize: int) -> None:
+    """Every block's size field lies inside the chunk: the C decoder trusts them, and a
+    truncated chunk would make it read past the buffer (a crash, not an error)."""
+    body = n - n % 8
+    pos = _blocks_end(np.frombuffer(data, np.uint8), body, block)
+    if pos < 0:
+        raise CodecError("chunk ends inside its block headers (truncated)")
+    if pos + (n - body) * itemsize > len(data):
+        need = pos + (n - body) * itemsize
+        raise CodecError(f"chunk of {len(data)} bytes is truncated (needs {need})")
 
 
 def bslz4_decode(data: bytes, itemsize: int) -> np.ndarray:

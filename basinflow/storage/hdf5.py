@@ -347,15 +347,23 @@ class H5Array:
             if idx.offsets[c] >= 0
         ]
         blobs = iter(fs.cat_ranges(self.url, wanted, self.storage_options)) if wanted else iter(())
-        parts = []
-        for c in range(c0, c1):
+
+        def chunk(c: int) -> np.ndarray:
             if idx.offsets[c] < 0:
-                parts.append(np.full((idx.rows, *frame), self.fill, dtype=self.dtype))
-                continue
-            parts.append(
-                self._decode(next(blobs), int(idx.masks[c]), chunk_items).reshape(idx.rows, *frame)
+                return np.full((idx.rows, *frame), self.fill, dtype=self.dtype)
+            return self._decode(next(blobs), int(idx.masks[c]), chunk_items).reshape(
+                idx.rows, *frame
             )
-        block = np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+        if c1 - c0 == 1:
+            block = chunk(c0)
+        else:
+            # each chunk decoded and copied into the slab before the next is decoded: one
+            # chunk-sized temporary that the allocator reuses, where decoding them all and
+            # concatenating grew and trimmed the heap on every call (page faults: B8)
+            block = np.empty(((c1 - c0) * idx.rows, *frame), self.dtype)
+            for k, c in enumerate(range(c0, c1)):
+                block[k * idx.rows : (k + 1) * idx.rows] = chunk(c)
         lo = start - c0 * idx.rows
         return block[(slice(lo, lo + stop - start), *key[1:])]
 
