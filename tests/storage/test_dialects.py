@@ -3,6 +3,8 @@ compared with h5py's own read of the same file."""
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import hdf5plugin
 import numpy as np
@@ -470,3 +472,25 @@ def test_nxmx_detector_beside_the_plotted_data_gives_its_limits_and_mask(tmp_pat
     roi = get_recipe("roi").cook(raw, None, regions={"all": [0, 4, 0, 5]}).compute()
     np.testing.assert_array_equal(roi.intensity[:, 0], np.where(bad, 0, truth).sum(axis=(1, 2)))
     np.testing.assert_array_equal(roi.nonfinite[:, 0], bad.sum(axis=(1, 2)))
+
+
+def test_a_referrer_reads_its_raw_basin_with_the_repository_layout_options(tmp_path):
+    """The frames path configured for the repository is recorded in the raw basin: reading
+    the referrer back gives the same frames (without it the basin could not be read)."""
+    from basinflow.tasks.cooking import cook
+
+    (tmp_path / "p").mkdir()
+    frames = _frames(1, 9, 11)
+    with h5py.File(tmp_path / "p/s1.h5", "w") as f:  # one 2-D image: found only if named
+        f.create_group("scan").create_dataset("detector/image", data=frames[0])
+    options = {"frames": "detector/image"}
+    repo = _repo(tmp_path, fragment="#scan", layout="groups", layout_options=options)
+    out = f"file://{tmp_path}/out/{{scan}}.h5"
+    assert cook(repo["p"]["s1"], "roi", out, regions={"all": [0, 9, 0, 11]}).status == "cooked"
+    ds = bf.open_referrer(out.format(scan="s1"), trusted=[repo])
+    with h5py.File(tmp_path / "p/s1.h5") as f:
+        np.testing.assert_array_equal(ds.frames.values, f["scan/detector/image"][()][None])
+    np.testing.assert_array_equal(ds.intensity[:, 0], frames.sum(axis=(1, 2)))
+    with h5py.File(tmp_path / "out/s1.h5") as f:
+        (basin,) = (json.loads(f["basins"][k][()]) for k in f["basins"])
+    assert basin["options"] == options

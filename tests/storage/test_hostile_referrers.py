@@ -1000,6 +1000,39 @@ def test_a_tiff_frame_symlinked_outside_is_never_read(tmp_path):
         outside.close()
 
 
+def test_a_tiff_basin_options_cannot_name_a_manifest_outside_the_stack(tmp_path):
+    """Basins carry the layout options their scan was read with; a crafted ``manifest``
+    option is a clear error before anything outside the stack directory is opened."""
+    import shutil
+
+    from basinflow import samples
+
+    site = tmp_path / "site"
+    samples.generate(
+        site, samples.SampleSpec(proposals={"p1": ("1",)}, ntheta=1, layouts=("tiff",))
+    )
+    (scan,) = [p.parent for p in site.rglob("manifest.dat")]
+    stack = tmp_path / "downloads" / "stack"
+    shutil.copytree(scan, stack)
+    outside = Watched(tmp_path / "downloads" / "outside.dat", (scan / "manifest.dat").read_bytes())
+    try:
+        ds = xr.Dataset({"v": ("index", np.zeros(1))})
+        for manifest in ("../outside.dat", ".hidden", "a/b.dat"):
+            basin = Basin(
+                name="evil",
+                type="file",
+                paths=["stack"],
+                layout="tiff",
+                options={"manifest": manifest},
+            )
+            path = _plain_ref(tmp_path / "downloads" / "ref.h5", [basin], ds=ds)
+            with pytest.raises(BasinError, match="must be a plain file name"):
+                bf.open_referrer(str(path)).compute()
+        assert outside.opens() == 0
+    finally:
+        outside.close()
+
+
 def test_a_redirected_tiff_frame_is_refused_as_untrusted(tmp_path):
     """A TIFF-stack basin on a trusted host whose first frame answers with a redirect to
     an unknown host: refused as untrusted (not "not a readable TIFF"), nothing reaches

@@ -134,7 +134,14 @@ class TiffLayout(Layout):
         import tifffile
 
         base = url.rstrip("/")
-        manifest_url = f"{base}/{self.options.get('manifest', MANIFEST)}"
+        manifest = self.options.get("manifest", MANIFEST)
+        if not isinstance(manifest, str) or not manifest or "/" in manifest or manifest[0] == ".":
+            # a referrer's basin carries these options too: never a path out of the scan
+            raise LayoutError(
+                f"{base}: layout option manifest {manifest!r} must be a plain file name in "
+                "the scan directory (e.g. manifest.dat)"
+            )
+        manifest_url = f"{base}/{manifest}"
         fsys, path = fs.url_to_fs(manifest_url, storage_options)
         try:
             text = fsys.cat_file(path).decode("utf-8", "replace")

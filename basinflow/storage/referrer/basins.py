@@ -7,13 +7,16 @@ A definition is plain JSON stored at ``/basins/<key>`` of the referrer::
      "layout": "nexus", "fragment": "entry",
      "variables": null, "mapping": "same", "dim": "index",
      "identifier": "p1/1", "pin": {"size": ..., "mtime": ..., "content_id": "b2:..."},
-     "links": {"frames": "/entry/instrument/pilatus/data"}, "order": 0}
+     "links": {"frames": "/entry/instrument/pilatus/data"}, "order": 0,
+     "options": {"frames": "/entry/instrument/pilatus/data"}}
 
 ``type``: ``file`` (local paths; relative ones resolve against the referrer's directory),
 ``remote`` (``urls``), ``internal`` (data stored in the referrer under
 ``/basin_data/<name>``). ``layout`` says how variables are read: ``"referrer"`` (another
 referrer, opened recursively: basins of basins), a raw layout name (``nexus``, ``groups``,
-``tiff``: read as :attr:`Scan.raw` would be), or ``"datasets"`` (``datasets`` maps
+``tiff``: read as :attr:`Scan.raw` would be, with the repository's layout ``options`` the
+scan was read with, so that a configured frames path, detector or mask value reads the same
+data back; absent when there were none), or ``"datasets"`` (``datasets`` maps
 variable names to ``{"path": ..., "dims": [...]}``). ``mapping`` is ``"same"`` (the
 basin's ``dim`` matches the referrer's one to one) or ``"basinmapN"``: the integer array
 ``/basinmaps/basinmapN`` gives, for each referrer position along ``dim``, the basin
@@ -99,6 +102,8 @@ class Basin:
     order: int = 0
     #: file inside a directory location whose pin identifies it (a TIFF stack's manifest)
     pin_file: str | None = None
+    #: the layout options the scan was read with (the repository's ``layout_options``)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
@@ -127,6 +132,7 @@ class Basin:
         order_ok = isinstance(self.order, int) and not isinstance(self.order, bool)
         self._check("order", order_ok, "an integer")
         self._check("pin", self.pin is None or _str_keys(self.pin), "an object or null")
+        self._check("options", _str_keys(self.options), "an object")
         links_ok = _str_keys(self.links) and all(isinstance(v, str) for v in self.links.values())
         self._check("links", links_ok, "an object of strings")
         datasets_ok = _str_keys(self.datasets) and all(
@@ -158,7 +164,10 @@ class Basin:
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), default=str)
+        data = asdict(self)
+        if not data["options"]:  # as written before options were recorded: the same key
+            del data["options"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
     @property
     def key(self) -> str:
@@ -280,6 +289,7 @@ def raw_basin(scan: Any, referrer_url: str, *, name: str = "raw", order: int = 0
         pin=dict(scan.pin),
         links={"frames": frames_path} if frames_path and fmt == "hdf5" else {},
         order=order,
+        options=dict(scan.repository.layout_options),
     )
     if pin_url != url:
         basin.pin_file = pin_url[len(url) :].lstrip("/") if pin_url.startswith(url) else None

@@ -225,7 +225,9 @@ def load(basin: Basin, location: str, trust: Trust) -> xr.Dataset:
         cls = layouts.layout_class(basin.layout)
         if cls.supports_directories:
             check_directory(location, trust, what)
-        content = cls().read(location, basin.fragment, opts)
+        # the options the scan was read with: a frames path, detector or mask value the
+        # repository configured reads the same data back (the file itself was audited)
+        content = cls(**basin.options).read(location, basin.fragment, opts)
         if hasattr(content.frames, "with_index"):  # direct chunk reads, as Scan.raw does
             from dataclasses import replace
 
@@ -307,7 +309,6 @@ def select(
 
 class BasinFormatError(BasinError, NotHDF5Error):
     """A basin exists but is not a file of its declared format (e.g. not HDF5)."""
-
 
 
 def check_hdf5(url: str, opts: Mapping[str, Any], what: str, trust: Any) -> None:

@@ -261,9 +261,7 @@ def open_xr(url: str, storage_options: Mapping[str, Any] | None, group: str | No
     try:
         # phony_dims: datasets without dimension scales (a foreign file, a hostile one) get
         # phony names in order of access, said explicitly so h5netcdf does not warn each time
-        ds = xr.open_dataset(
-            target, engine="h5netcdf", chunks={}, group=group, phony_dims="access"
-        )
+        ds = xr.open_dataset(target, engine="h5netcdf", chunks={}, group=group, phony_dims="access")
     except UntrustedBasinError:  # a redirect that was not followed
         raise
     except Exception as exc:  # truncated data, a foreign file, ...
