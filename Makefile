@@ -42,6 +42,7 @@ ui-shots: $(VENV)/.synced
 
 lint: $(VENV)/.synced-test
 	$(BIN)/ruff check basinflow tests benchmarks deploy
+	$(BIN)/ruff format --check basinflow tests benchmarks deploy
 
 test: $(VENV)/.synced-test lint
 	$(BIN)/pytest -q

@@ -205,9 +205,8 @@ def test_modules_inside_a_package_import_downwards(package):
     floor = {m: i for i, mods in enumerate(FLOORS[package]) for m in mods}
     files = sorted((ROOT / package).glob("*.py"))
     modules = {p.stem for p in files} - {"__init__"}
-    assert modules == set(floor), (
-        f"place {sorted(modules - set(floor))} in FLOORS[{package!r}]"
-        + (f"; {sorted(set(floor) - modules)} no longer exist" if set(floor) - modules else "")
+    assert modules == set(floor), f"place {sorted(modules - set(floor))} in FLOORS[{package!r}]" + (
+        f"; {sorted(set(floor) - modules)} no longer exist" if set(floor) - modules else ""
     )
     prefix = f"basinflow.{package}."
     wrong = [

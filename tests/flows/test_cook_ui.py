@@ -114,6 +114,7 @@ def test_the_ui_shows_every_scan(make_repo, dask_address):
     assert {r.status for r in again} == {"skipped"}
     latest = _latest_keyed("cook-demo-ui-rsm")
     assert latest.flow_run_id == top.id
+
     def _newest(runs):
         return max((r for r in runs if r.name == "cook/demo/ui/rsm"), key=lambda r: r.created)
 
