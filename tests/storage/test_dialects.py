@@ -494,3 +494,19 @@ def test_a_referrer_reads_its_raw_basin_with_the_repository_layout_options(tmp_p
     with h5py.File(tmp_path / "out/s1.h5") as f:
         (basin,) = (json.loads(f["basins"][k][()]) for k in f["basins"])
     assert basin["options"] == options
+
+
+def test_a_dangling_link_beside_the_scan_data_is_not_a_crash(tmp_path):
+    """An external link to an absent file in a group the scan does not need (a sample
+    description kept elsewhere): the frames and columns read; nothing else is opened."""
+    frames = _frames(3)
+    _signal_file(tmp_path / "p/s1.h5", frames)
+    with h5py.File(tmp_path / "p/s1.h5", "a") as f:
+        f["entry/sample"] = h5py.ExternalLink("gone.h5", "/sample")
+        f["entry/instrument/theta/value"] = np.arange(3.0)
+        f["entry/instrument"].attrs["NX_class"] = "NXinstrument"
+        f["entry/instrument/theta"].attrs["NX_class"] = "NXpositioner"
+    raw = _repo(tmp_path)["p"]["s1"].raw
+    with h5py.File(tmp_path / "p/s1.h5") as f:
+        np.testing.assert_array_equal(raw.frames.values, f["entry/data/data"][()])
+        np.testing.assert_array_equal(raw.theta.values, f["entry/instrument/theta/value"][()])

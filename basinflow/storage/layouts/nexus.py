@@ -11,6 +11,7 @@ detector's own, a number, or ``null``: none). The entry is the template's
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -147,11 +148,14 @@ class NexusLayout(HDF5Layout):
         entry, through = scan_group(handle, url, fragment, storage_options, "NeXus entry group")
         nxdata = find_nxdata(entry)
         info = nxrules.read_nxdata(nxdata) if nxdata is not None else None
-        ds = self._frames(entry, info, url, where, storage_options, through)
+        # walked once, when first needed: after the frames' own checks, so an absent
+        # linked file is named by them rather than met on the walk
+        groups = functools.cache(lambda: _classified_groups(entry))
+        ds = self._frames(entry, groups, info, url, where, storage_options, through)
         content = ScanContent(url, None, {}, {}, fragment=fragment)
         if ds is not None:
-            self._image(content, entry, ds, info, url, where, storage_options)
-        self._counters(content, entry, info, ds)
+            self._image(content, entry, groups, ds, info, url, where, storage_options)
+        self._counters(content, groups, info, ds)
         content.attrs.update(
             {
                 "title": _text(entry["title"][()]) if "title" in entry else "",
@@ -164,7 +168,9 @@ class NexusLayout(HDF5Layout):
         return content
 
     # -- frames ----------------------------------------------------------------------------
-    def _frames(self, entry, info, url, where, storage_options, through) -> h5py.Dataset | None:
+    def _frames(
+        self, entry, groups, info, url, where, storage_options, through
+    ) -> h5py.Dataset | None:
         path = self.options.get("frames")
         if path is not None:
             root = entry if not path.startswith("/") else entry.file
@@ -187,7 +193,7 @@ class NexusLayout(HDF5Layout):
             )
         if info is not None and info.signal is not None and _is_image(info.signal):
             return info.signal
-        images = _detector_images(entry)
+        images = _detector_images(groups())
         if len(images) > 1:
             raise LayoutError(
                 f"{where}: several detector images ({', '.join(d.name for d in images)}) and "
@@ -196,14 +202,14 @@ class NexusLayout(HDF5Layout):
             )
         return images[0] if images else None
 
-    def _image(self, content, entry, ds, info, url, where, storage_options) -> None:
+    def _image(self, content, entry, groups, ds, info, url, where, storage_options) -> None:
         frames = open_frames(url, ds, storage_options, where)
         content.frames = frames
         content.sources = frames.sources
         nscan = ds.ndim - 2
         content.scan_shape = tuple(ds.shape[:nscan]) if nscan > 1 else ()
         content.mask = detector_mask(
-            ds, tuple(ds.shape[-2:]), url, self.options, where, _described_by(entry, ds)
+            ds, tuple(ds.shape[-2:]), url, self.options, where, _described_by(groups(), ds)
         )
         if info is None or info.signal is None or info.signal.name != ds.name:
             return
@@ -223,7 +229,7 @@ class NexusLayout(HDF5Layout):
             content.roles[axis] = "monitor" if self.is_monitor(axis) else "positioner"
 
     # -- columns ---------------------------------------------------------------------------
-    def _counters(self, content, entry, info, ds) -> None:
+    def _counters(self, content, groups, info, ds) -> None:
         strict = ds is not None  # with frames, NXdata columns must match them
         n = content.points if ds is not None else _points(info)
         skipped: list[str] = []
@@ -244,8 +250,7 @@ class NexusLayout(HDF5Layout):
                 if name in content.pixel_coords:
                     continue
                 add(name, info.group.get(name), "positioner", strict or n is None)
-        for group in _walk_groups(entry):
-            cls = nxrules.nx_class(group)
+        for group, cls in groups():
             short = group.name.rsplit("/", 1)[1]
             if cls == "NXpositioner":
                 add(short, group.get("value"), "positioner", False)
@@ -257,12 +262,12 @@ class NexusLayout(HDF5Layout):
             content.attrs["skipped_columns"] = ", ".join(skipped)
 
 
-def _described_by(entry: h5py.Group, ds: h5py.Dataset) -> tuple[h5py.Group, ...]:
+def _described_by(groups: list[tuple[h5py.Group, str]], ds: h5py.Dataset) -> tuple[h5py.Group, ...]:
     """The ``NXdetector`` that describes frames plotted outside it (NXmx: ``entry/data/data``
     beside ``entry/instrument/detector``, which holds ``saturation_value`` and ``pixel_mask``
     but often no ``data``): the one whose ``data`` is ``ds`` itself, else the entry's only
     detector unless its own ``data`` has another image size."""
-    detectors = [g for g in _walk_groups(entry) if nxrules.nx_class(g) == "NXdetector"]
+    detectors = [g for g, cls in groups if cls == "NXdetector"]
     for group in detectors:
         data = group.get("data")
         if isinstance(data, h5py.Dataset) and data == ds:
@@ -287,10 +292,10 @@ def _per_frame(values: np.ndarray, dim: int, scan_shape: tuple[int, ...]) -> np.
     return np.broadcast_to(values.reshape(shape), scan_shape).reshape(-1).copy()
 
 
-def _detector_images(entry: h5py.Group) -> list[h5py.Dataset]:
+def _detector_images(groups: list[tuple[h5py.Group, str]]) -> list[h5py.Dataset]:
     found = []
-    for group in _walk_groups(entry):
-        if nxrules.nx_class(group) == "NXdetector":
+    for group, cls in groups:
+        if cls == "NXdetector":
             data = group.get("data")
             if isinstance(data, h5py.Dataset) and (data.ndim >= 3 or _is_image(data)):
                 found.append(data)
@@ -306,6 +311,13 @@ def _is_image(ds: h5py.Dataset) -> bool:
     return ds.ndim >= 3 or kind == "image" or nxrules.nx_class(ds.parent) == "NXdata"
 
 
+def _classified_groups(entry: h5py.Group) -> list[tuple[h5py.Group, str]]:
+    """Every group of the entry (:func:`_walk_groups`) with its ``NX_class``, walked once
+    per read: the frames, the detector describing them and the columns all look, and
+    each walk opened every group and read its class again (B2)."""
+    return [(g, nxrules.nx_class(g)) for g in _walk_groups(entry)]
+
+
 def _walk_groups(group: h5py.Group, depth: int = 3):
     """The groups down to ``depth`` levels below ``group``. Members are classified
     before they are opened (``getclass``: one object-info call, no h5py object): an
@@ -314,7 +326,11 @@ def _walk_groups(group: h5py.Group, depth: int = 3):
     if depth == 0:
         return
     for name in group:
-        if group.get(name, getclass=True) is not h5py.Group:
+        try:
+            kind = group.get(name, getclass=True)
+        except (RuntimeError, KeyError, OSError):  # an external link to an absent file
+            continue
+        if kind is not h5py.Group:
             continue  # a dataset, or a broken link (None): not ours to read here
         obj = group.get(name)
         if isinstance(obj, h5py.Group):
