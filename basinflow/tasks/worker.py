@@ -226,6 +226,8 @@ def quicklook_png(
     """
     import io
 
+    import dask
+
     try:
         from basinflow.recipes.quicklook import quicklook
         from basinflow.storage.referrer.read import open_referrer
@@ -233,7 +235,10 @@ def quicklook_png(
         repo = repository(settings, name)
         cooked = open_referrer(output, storage_options=repo.storage_options, trusted=[repo])
         try:
-            img = quicklook(cooked, dpi=100)  # 1260 px wide for 3 delays: the film peak shows
+            # in this process, never queued on the cluster: a small read that a busy or
+            # degraded cluster (a worker killed, not yet replaced) must not hold up
+            with dask.config.set(scheduler="sync"):
+                img = quicklook(cooked, dpi=100)  # 1260 px wide for 3 delays: the peak shows
         finally:
             cooked.close()
         if hasattr(img, "savefig"):

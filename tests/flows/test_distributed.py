@@ -82,3 +82,30 @@ def test_scan_graph_on_the_cluster_from_a_task(make_repo, dask_address):
         fut = client.submit(worker.run_batch, settings, requests, use_cluster=True, pure=False)
         (result,) = fut.result(timeout=120)
     assert result.status == "cooked", result
+
+
+def test_a_quicklook_does_not_wait_for_the_cluster(make_repo):
+    """The report's quicklook reads one small output in the flow's own process: a client
+    whose cluster has no worker (all killed, none back yet) does not hold the flow up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed import Client, LocalCluster
+
+    from basinflow.config import load_config
+    from basinflow.tasks import worker
+
+    cfg, _ = make_repo(("1",))
+    settings = load_config(cfg).repository("demo").model_dump()
+    requests = worker.plan_scans(settings, "demo", "p1", ["1"], "rsm", force=True).todo
+    (result,) = worker.run_batch(settings, requests, force=True)
+    assert result.status == "cooked", result
+    pool = ThreadPoolExecutor(1)
+    try:
+        with (
+            LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster,
+            Client(cluster),
+        ):
+            png = pool.submit(worker.quicklook_png, settings, "demo", result.output).result(60)
+    finally:
+        pool.shutdown(wait=False)  # a quicklook queued on the cluster never returns
+    assert png is not None and png.startswith("data:image/png;base64,")
