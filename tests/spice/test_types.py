@@ -139,6 +139,20 @@ def test_valid_data_gives_model_with_defaults():
     assert model.imageDistance == 690.0
 
 
+def test_typing_rsm_spice_loads_neither_the_recipe_nor_dask():
+    """Seeding or checking spice (a CLI command, a spice editor) stays light: the rsm
+    spice type lives beside the recipe, not in it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from basinflow.spice.types import spice_type; spice_type('rsm'); "
+        "print(sorted({'basinflow.recipes.rsm', 'dask', 'numba'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_types_of_a_recipe_are_found_before_the_recipe_is_imported():
     """``seed("rsm")`` before the rsm recipe was imported must still be typed: recipe
     packages declare their spice types in the ``basinflow.spice_types`` group, and spice
@@ -147,7 +161,7 @@ def test_types_of_a_recipe_are_found_before_the_recipe_is_imported():
     from basinflow.spice.types import TYPES
 
     assert spice_type("rsm") is RsmSpice
-    assert TYPES.entry_points()["rsm"].value == "basinflow.recipes.rsm:RsmSpice"
+    assert TYPES.entry_points()["rsm"].value == "basinflow.recipes.rsm_spice:RsmSpice"
     broken = EntryPoint("ep_broken", "no_such_module:Model", "basinflow.spice_types")
     with pytest.warns(BasinflowWarning, match="spice type 'ep_broken'"):
         assert TYPES.load_all([broken]) == {}
