@@ -55,6 +55,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _lock = threading.Lock()
 _depth = 0
@@ -117,9 +118,54 @@ def paused() -> Iterator[None]:
         leave()
 
 
+class SectionLock:
+    """A lock that is also a section, for libraries that take a lock around each read and
+    accept one: xarray's HDF5 backends (their public ``lock=`` argument) hold it around
+    every lazy read of a variable, which for a remote referrer holds h5py's lock and waits
+    for fsspec's I/O thread, long after ``open_xr`` returned.
+
+    The section is entered before ``lock`` (the backend's own, e.g. xarray's
+    ``HDF5_LOCK``) is taken and before h5py's, so the wait for a running collection holds
+    no lock. Pickled as a new section around a lock made from ``lock``'s own pickle
+    (xarray's locks are serialisable), for dask's distributed scheduler."""
+
+    def __init__(self, lock: Any):
+        self._lock = lock
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        enter()
+        try:
+            ok = self._lock.acquire(blocking, timeout)
+        except BaseException:
+            leave()
+            raise
+        if not ok:
+            leave()
+        return ok
+
+    def release(self) -> None:
+        try:
+            self._lock.release()
+        finally:
+            leave()
+
+    def __enter__(self) -> SectionLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __reduce__(self) -> tuple[type[SectionLock], tuple[Any]]:
+        return (SectionLock, (self._lock,))
+
+
 def depth() -> int:
     """Open sections now (for tests)."""
     return _depth
 
 
-__all__ = ["collecting_elsewhere", "depth", "enter", "leave", "paused"]
+__all__ = ["SectionLock", "collecting_elsewhere", "depth", "enter", "leave", "paused"]

@@ -1,12 +1,14 @@
 """Run by test_gcpause.py in a child process (a deadlock there is killed, not waited on).
 
-``python gc_litter.py URL LOCAL_H5 ROUNDS [--no-pause]``: fsspec's I/O thread keeps
+``python gc_litter.py URL LOCAL_H5 ROUNDS [--no-pause] [--xr]``: fsspec's I/O thread keeps
 making reference cycles that hold h5py objects (of the local file ``LOCAL_H5``) while this
 thread opens the remote HDF5 file ``URL`` ``ROUNDS`` times through basinflow and walks its
-metadata, with the collector's threshold low so that collections run often on both
-threads. A collection on the I/O thread that frees one of those objects while this thread
-holds h5py's lock and waits for that I/O is the deadlock :mod:`basinflow.storage.gcpause`
-prevents; ``--no-pause`` makes the pause a no-op, to show that the setup does hit it.
+metadata (``--xr``: opens it as a referrer's variables are opened, through xarray's
+h5netcdf backend, and loads them lazily), with the collector's threshold low so that
+collections run often on both threads. A collection on the I/O thread that frees one of
+those objects while this thread holds h5py's lock and waits for that I/O is the deadlock
+:mod:`basinflow.storage.gcpause` prevents; ``--no-pause`` makes the pause a no-op, to show
+that the setup does hit it.
 Prints ``ok ROUNDS`` when done.
 """
 
@@ -20,12 +22,13 @@ import fsspec.asyn
 import h5py
 
 from basinflow.storage import gcpause, hdf5
+from basinflow.storage.referrer.meta import open_xr
 
 
 def main() -> None:
     url, local, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if "--no-pause" in sys.argv:
-        gcpause.enter = gcpause.leave = lambda: None
+        gcpause.enter = gcpause.leave = lambda *a, **k: None
     f = h5py.File(local, "r")
     # h5py objects made here, on this thread; the I/O thread only takes references
     pool = [f["/"] for _ in range(20_000)]
@@ -43,6 +46,15 @@ def main() -> None:
     done = asyncio.run_coroutine_threadsafe(litter(), fsspec.asyn.get_loop())
     try:
         for _ in range(rounds):
+            if "--xr" in sys.argv:
+                ds = open_xr(url, {}, group="entry/data")
+                try:
+                    assert ds.data_vars, ds
+                    for var in ds.data_vars.values():
+                        var.values  # noqa: B018
+                finally:
+                    ds.close()
+                continue
             handle = hdf5.open_h5(url, {})
             try:
                 for group in _groups(handle.file):

@@ -25,12 +25,22 @@ LITTER = Path(__file__).with_name("gc_litter.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_remote_reads_survive_cycles_collected_on_the_io_thread(http_server, sample_root):
+@pytest.mark.parametrize("how", ["h5py", "xarray"])
+def test_remote_reads_survive_cycles_collected_on_the_io_thread(how, http_server, sample_root):
+    """``xarray``: as a remote referrer's variables are read (``open_xr``, lazily, outside
+    any section basinflow opens: each read of the file object is one)."""
     scan = next((sample_root / "nexus").glob("*/*.h5"))
     url = f"{http_server.url}/{scan.relative_to(sample_root).as_posix()}"
     try:
         out = subprocess.run(
-            [sys.executable, str(LITTER), url, str(scan), "40"],
+            [
+                sys.executable,
+                str(LITTER),
+                url,
+                str(scan),
+                "40",
+                *(["--xr"] if how == "xarray" else []),
+            ],
             capture_output=True,
             text=True,
             timeout=180,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,11 +258,20 @@ def _text(v: Any) -> str:
 
 def open_xr(url: str, storage_options: Mapping[str, Any] | None, group: str | None = None):
     path = fs.local_path(url)
-    target = _local_file(path) if path is not None else fs.open_input(url, storage_options)
+    from xarray.backends.locks import HDF5_LOCK
+
+    remote = path is None
+    target = _local_file(path) if not remote else fs.open_input(url, storage_options)
+    # remote: the open, and every later lazy read of a variable (under the lock xarray takes
+    # around each), is a section of gcpause: libhdf5 waits there for fsspec's I/O thread
+    lock = gcpause.SectionLock(HDF5_LOCK) if remote else None
     try:
         # phony_dims: datasets without dimension scales (a foreign file, a hostile one) get
         # phony names in order of access, said explicitly so h5netcdf does not warn each time
-        ds = xr.open_dataset(target, engine="h5netcdf", chunks={}, group=group, phony_dims="access")
+        with gcpause.paused() if remote else nullcontext():
+            ds = xr.open_dataset(
+                target, engine="h5netcdf", chunks={}, group=group, phony_dims="access", lock=lock
+            )
     except UntrustedBasinError:  # a redirect that was not followed
         raise
     except Exception as exc:  # truncated data, a foreign file, ...
