@@ -73,7 +73,18 @@ def quicklook(
 
     cols = min(shown, 3)
     rows = math.ceil(shown / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.6 * rows), dpi=dpi, layout="constrained")
+    # fixed margins, not layout="constrained": its text measurements were 40 % of a
+    # quicklook's time, and a cook run draws several (B5)
+    width, height = 4.2 * cols, 3.6 * rows
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    fig.subplots_adjust(
+        left=0.75 / width,
+        right=1 - 0.3 / width,
+        bottom=0.6 / height,
+        top=1 - (0.75 if n > shown else 0.4) / height,
+        wspace=0.35,
+        hspace=0.5,
+    )
     FigureCanvasAgg(fig)
     xs, ys = data[x].values, data[y].values
     mappable = None
